@@ -1,0 +1,1 @@
+"""Questline: a gamification engine served as one GraphQL API."""

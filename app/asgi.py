@@ -1,0 +1,108 @@
+"""`create_app(settings)`: the Starlette application and its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from tortoise import Tortoise
+from tortoise.contrib.starlette import RegisterTortoise
+
+from app.db import tortoise_config
+from app.graphql_view import QuestlineGraphQL
+from app.runtime import Runtime
+from app.settings import Settings
+from schema import build_schema
+
+log = logging.getLogger("questline")
+
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend-demo"
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    rt = Runtime(settings=settings)
+    schema = build_schema(mask_errors=settings.production)
+    graphql = QuestlineGraphQL(
+        schema,
+        rt,
+        graphql_ide="graphiql" if settings.ide_enabled else None,
+        allowed_origins=settings.allowed_origins,
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
+        # Tortoise, Redis and the hub in one nest: a failure half-way closes what opened.
+        async with (
+            RegisterTortoise(app, config=tortoise_config(settings)),
+            contextlib.AsyncExitStack() as stack,
+        ):
+            if settings.redis_url:
+                rt.redis = Redis.from_url(settings.redis_url)
+                stack.push_async_callback(rt.redis.aclose)
+            await rt.hub.connect()
+            stack.push_async_callback(rt.hub.disconnect)
+            if not settings.production:
+                log.warning(
+                    "DEV MODE: requests without credentials act as admin of tenant "
+                    "'default'. Set QUESTLINE_ENV=production to require API keys."
+                )
+            yield {"rt": rt}
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await Tortoise.get_connection("default").execute_query("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        if rt.redis is None:
+            checks["redis"] = "not configured (in-process pub/sub)"
+        else:
+            try:
+                await rt.redis.ping()
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" or v.startswith("not configured") for v in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    # The Vite build when present, else the placeholder page.
+    for folder in (FRONTEND / "dist", FRONTEND / "public"):
+        if folder.is_dir():
+            routes.append(Mount("/", StaticFiles(directory=folder, html=True)))
+            break
+    middleware = []
+    if settings.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.rt = rt
+    return app

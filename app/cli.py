@@ -1,0 +1,228 @@
+"""The `questline` command: one entry point for operators and integrators."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from app import presets
+from app.db import orm, run_migrations
+from app.errors import UserError
+from app.settings import Settings
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="Questline: a gamification engine served as one GraphQL API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+tenant_cli = typer.Typer(help="Tenants.", no_args_is_help=True)
+apikey_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+cli.add_typer(tenant_cli, name="tenant")
+cli.add_typer(apikey_cli, name="apikey")
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        console.print(f"[red]settings: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _run(work: Callable[[Settings], Awaitable[T]], *, with_orm: bool = True) -> T:
+    """Run one async step with the ORM open; UserErrors become a clear exit."""
+    settings = _settings()
+
+    async def main() -> T:
+        if not with_orm:
+            return await work(settings)
+        async with orm(settings):
+            return await work(settings)
+
+    try:
+        return asyncio.run(main())
+    except UserError as exc:
+        console.print(f"[red]error ({exc.code}): {exc.message}[/red]")
+        raise typer.Exit(1) from None
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    asyncio.run(run_migrations(settings))
+    console.print(f"migrated {_redact(settings.database_url)}")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before serving.")
+    ] = True,
+) -> None:
+    """Serve the GraphQL API (GraphiQL at /graphql in dev)."""
+    import uvicorn
+
+    settings = _settings()
+    if migrate_first:
+        asyncio.run(run_migrations(settings))
+    if not settings.production:
+        _run(_ensure_default)
+    if workers > 1 and not settings.redis_url:
+        console.print(
+            "[yellow]several workers without REDIS_URL: live updates reach only "
+            "the subscribers of the worker that published[/yellow]"
+        )
+    console.print(f"Questline on http://{host}:{port}/graphql ({settings.questline_env})")
+    uvicorn.run(
+        "app.asgi:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        ws="auto",
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def _ensure_default(settings: Settings) -> None:
+    from app.services.tenants import ensure_tenant
+
+    await ensure_tenant()
+
+
+@cli.command()
+def seed() -> None:
+    """Create tenant `default` (telco preset) and its demo data; safe to run twice."""
+    from app.services.seed import seed_demo
+
+    summary = _run(seed_demo)
+    for line in summary:
+        console.print(line)
+
+
+@tenant_cli.command("create")
+def tenant_create(
+    slug: str,
+    preset: Annotated[str, typer.Option(help=f"One of: {', '.join(presets.available())}.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA timezone for day boundaries.")] = None,
+) -> None:
+    """Create a tenant from a preset."""
+    from app.services.tenants import create_tenant
+
+    async def work(settings: Settings) -> Any:
+        return await create_tenant(slug, preset=preset, name=name, timezone=timezone)
+
+    tenant = _run(work)
+    console.print(f"created tenant {tenant.slug} ({tenant.preset}, {tenant.timezone})")
+
+
+@tenant_cli.command("list")
+def tenant_list() -> None:
+    """List tenants."""
+    from models import Tenant
+
+    async def work(settings: Settings) -> list[Tenant]:
+        return await Tenant.all().order_by("slug")
+
+    for tenant in _run(work):
+        typer.echo(f"{tenant.slug}\t{tenant.preset}\t{tenant.timezone}\t{tenant.name}")
+
+
+@apikey_cli.command("create")
+def apikey_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    role: Annotated[str, typer.Option(help="admin, integrator or viewer.")],
+    name: Annotated[str, typer.Option(help="A label for operators.")] = "",
+) -> None:
+    """Create an API key; the key is printed once, as the last line."""
+    from app.services.access import create_api_key
+
+    async def work(settings: Settings) -> Any:
+        return await create_api_key(tenant, role, name)
+
+    row, key = _run(work)
+    console.print(
+        f"created {row.role.value} key {row.prefix} for tenant {tenant}; "
+        "store it now, it is not shown again:"
+    )
+    typer.echo(key)
+
+
+@apikey_cli.command("revoke")
+def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key or its prefix.")]) -> None:
+    """Revoke an API key: it stops working at once."""
+    from app.services.access import revoke_api_key
+
+    async def work(settings: Settings) -> Any:
+        return await revoke_api_key(prefix)
+
+    row = _run(work)
+    console.print(f"revoked key {row.prefix}")
+
+
+@cli.command("player-token")
+def player_token(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    player: Annotated[str, typer.Option(help="The integrator's player id.")],
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
+) -> None:
+    """Mint a read-only token for one player's widget; printed as the last line."""
+    from app.services.access import mint_player_token
+    from app.services.tenants import get_tenant
+
+    async def work(settings: Settings) -> str:
+        row = await get_tenant(tenant)
+        return await mint_player_token(
+            settings, row, player, timedelta(seconds=ttl) if ttl else None
+        )
+
+    token = _run(work)
+    console.print(f"token for player {player} of tenant {tenant}:")
+    typer.echo(token)
+
+
+@cli.command("export-schema")
+def export_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),
+) -> None:
+    """Write the GraphQL schema (SDL) to a file."""
+    from schema import build_schema
+
+    output.write_text(build_schema().as_str() + "\n", encoding="utf-8")
+    console.print(f"wrote {output}")
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(parts.password, "***"))
+    return urlunsplit(parts)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tortoise").setLevel(logging.WARNING)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The Strawberry view: builds the context and authenticates HTTP and WebSocket callers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+
+from app.context import Context
+from app.errors import AuthError
+from app.runtime import Runtime
+from app.services.access import authenticate, bearer
+
+
+class QuestlineGraphQL(GraphQL[Context, None]):
+    def __init__(self, schema: Any, rt: Runtime, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.rt = rt
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        context = Context(rt=self.rt, request=request, response=response)
+        if isinstance(request, Request):
+            try:
+                credential = bearer(request.headers.get("authorization"))
+                context.authenticated(await authenticate(self.rt.settings, credential))
+            except AuthError as exc:
+                context._auth_error = exc  # raised by the first resolver that needs a viewer
+        return context
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        params = context.connection_params or {}
+        raw = params.get("Authorization") or params.get("authorization")
+        if raw is None and isinstance(context.request, WebSocket):
+            raw = context.request.headers.get("authorization")
+        try:
+            credential = bearer(raw) if raw else None
+            context.authenticated(await authenticate(self.rt.settings, credential))
+        except AuthError as exc:
+            raise ConnectionRejectionError({"message": exc.message}) from None
+        return {"tenant": context.viewer.tenant.slug, "access": context.viewer.access.value}
+
+    def create_response(  # type: ignore[override]
+        self, response_data: Any, sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,1 @@
+"""Use-cases: load state, call the engine, write in one transaction, publish after commit."""

@@ -1,0 +1,1 @@
+"""Thin resolvers: auth check -> service call -> schema type."""

@@ -1,0 +1,36 @@
+"""Assembles the schema from the per-domain Query/Mutation/Subscription classes."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.tools import merge_types
+
+from app.errors import AuthError
+
+
+def _mask(error: GraphQLError) -> bool:
+    """Hide unexpected errors' internals; keep auth, validation and input errors."""
+    original = error.original_error
+    return not (original is None or isinstance(original, (AuthError, ValueError)))
+
+
+def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
+    from resolvers.players import PlayerMutation, PlayerQuery, PlayerSubscription
+
+    query = merge_types("Query", (PlayerQuery,))
+    mutation = merge_types("Mutation", (PlayerMutation,))
+    subscription = merge_types("Subscription", (PlayerSubscription,))
+    # Factories: a fresh extension per request; the parse/validation LRU caches live
+    # at module level and are shared.
+    extensions: list = [
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+        lambda: QueryDepthLimiter(max_depth=12),
+    ]
+    if mask_errors:
+        extensions.append(lambda: MaskErrors(should_mask_error=_mask))
+    return strawberry.Schema(
+        query=query, mutation=mutation, subscription=subscription, extensions=extensions
+    )

@@ -1,0 +1,92 @@
+"""Subscriptions over a real WebSocket (graphql-transport-ws) against a uvicorn process."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import websockets
+from pydantic import SecretStr
+
+from app.services import access
+from tests.wsclient import PROTOCOL, GraphQLWebSocket
+
+SUB = "subscription($id: ID!) { playerChanged(playerId: $id) { id displayName } }"
+UPSERT = "mutation($id: ID!, $name: String) { upsertPlayer(input: {id: $id, displayName: $name}) { errors { code } } }"
+
+
+def post(server, query, variables, key):
+    response = httpx.post(
+        f"{server.url}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    return response.json()
+
+
+@pytest.fixture
+async def server(live_server_factory, default_tenant):
+    return live_server_factory(
+        QUESTLINE_ENV="production", QUESTLINE_SECRET="a-real-production-secret-123"
+    )
+
+
+async def test_subscribe_receive_and_complete_with_an_api_key(server):
+    _, key = await access.create_api_key("default", "admin")
+    post(server, UPSERT, {"id": "w1", "name": "First"}, key)
+
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+    op = await ws.subscribe(SUB, {"id": "w1"})
+    snapshot = await ws.receive()
+    assert snapshot == {
+        "id": op,
+        "type": "next",
+        "payload": {"data": {"playerChanged": {"id": "w1", "displayName": "First"}}},
+    }
+
+    post(server, UPSERT, {"id": "w1", "name": "Second"}, key)
+    update = await ws.receive()
+    assert update["payload"]["data"]["playerChanged"]["displayName"] == "Second"
+
+    await ws.send({"type": "complete", "id": op})
+    post(server, UPSERT, {"id": "w1", "name": "Third"}, key)
+    # After complete nothing more arrives for that operation; the socket stays usable.
+    await ws.send({"type": "ping"})
+    assert (await ws.receive())["type"] == "pong"
+    await ws.close()
+
+
+async def test_a_bad_key_is_closed_with_4403(server):
+    ws = await websockets.connect(server.ws_url, subprotocols=[PROTOCOL])
+    await ws.send('{"type": "connection_init", "payload": {"Authorization": "Bearer ql_nope"}}')
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd.code == 4403
+
+
+async def test_no_credentials_in_production_is_closed_with_4403(server):
+    ws = await websockets.connect(server.ws_url, subprotocols=[PROTOCOL])
+    await ws.send('{"type": "connection_init", "payload": {}}')
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd.code == 4403
+
+
+async def test_a_player_token_subscribes_to_its_own_player_only(server, default_tenant, settings):
+    _, key = await access.create_api_key("default", "admin")
+    post(server, UPSERT, {"id": "mine", "name": "Me"}, key)
+    prod = settings.model_copy(
+        update={"questline_secret": SecretStr("a-real-production-secret-123")}
+    )
+    token = await access.mint_player_token(prod, default_tenant, "mine")
+
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {token}"})
+    await ws.subscribe(SUB, {"id": "mine"})
+    assert (await ws.receive())["payload"]["data"]["playerChanged"]["id"] == "mine"
+    op = await ws.subscribe(SUB, {"id": "someone-else"})
+    refused = await ws.receive()
+    assert refused["id"] == op
+    error = refused["payload"]["errors"][0]
+    assert error["extensions"]["code"] == "FORBIDDEN" and "own player" in error["message"]
+    await ws.close()

@@ -1,0 +1,253 @@
+"""Test harness: a real database (PostgreSQL or SQLite, from DATABASE_URL), migrated
+once per session and emptied between tests; Redis when REDIS_URL is set.
+
+The suite runs once per backend, each in its own pytest process (Tortoise caches
+executors per connection name, not per dialect: PITFALLS 8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from tortoise import Tortoise
+
+from app.asgi import create_app
+from app.db import run_migrations
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+IS_POSTGRES = DATABASE_URL.startswith(("postgres://", "postgresql://"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"questline backend: {'postgres' if IS_POSTGRES else 'sqlite'}"
+        f" + {'redis' if REDIS_URL else 'in-process pub/sub'}"
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postgres" in item.keywords and not IS_POSTGRES:
+            item.add_marker(
+                pytest.mark.skip(reason="PostgreSQL run only (DATABASE_URL=postgres://…)")
+            )
+        if "redis" in item.keywords and not REDIS_URL:
+            item.add_marker(pytest.mark.skip(reason="Redis run only (REDIS_URL=redis://…)"))
+
+
+def _test_database_url(tmp: Path) -> str:
+    if not IS_POSTGRES:
+        return f"sqlite://{tmp / 'questline-test.sqlite3'}"
+    parts = urlsplit(DATABASE_URL)
+    name = (parts.path.lstrip("/") or "questline") + "_test"
+    return urlunsplit(parts._replace(path=f"/{name}", query=""))
+
+
+async def _recreate_postgres(url: str) -> None:
+    import asyncpg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Created and migrated once per session, with the real migrations."""
+    url = _test_database_url(tmp_path_factory.mktemp("db"))
+    if IS_POSTGRES:
+        asyncio.run(_recreate_postgres(url))
+    asyncio.run(run_migrations(Settings(database_url=url)))
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "redis_prefix": f"qltest-{RUN_ID}",
+        "db_pool_size": 20,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+async def empty_database() -> None:
+    conn = Tortoise.get_connection("default")
+    tables = [m._meta.db_table for app in Tortoise.apps.values() for m in app.values()]
+    if IS_POSTGRES:
+        await conn.execute_script(
+            "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+        )
+    else:
+        script = "PRAGMA foreign_keys=OFF;"
+        script += "".join(f'DELETE FROM "{t}";' for t in tables)
+        script += "DELETE FROM sqlite_sequence; PRAGMA foreign_keys=ON;"
+        await conn.execute_script(script)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The application with its lifespan running, on an empty database."""
+    application = create_app(settings)
+    async with LifespanManager(application) as manager:
+        await empty_database()
+        asgi = manager.app
+        asgi.rt = application.state.rt  # type: ignore[attr-defined]
+        yield asgi
+
+
+@pytest.fixture
+def rt(app: Any) -> Any:
+    return app.rt
+
+
+@pytest.fixture
+async def default_tenant(app: Any) -> Any:
+    from app.services.tenants import ensure_tenant
+
+    return await ensure_tenant()
+
+
+@pytest.fixture
+async def client(app: Any, default_tenant: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://questline.test") as c:
+        yield c
+
+
+class GraphQLResult(dict):
+    @property
+    def data(self) -> Any:
+        return self.get("data")
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return self.get("errors") or []
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    expect_errors: bool = False,
+) -> GraphQLResult:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    result = GraphQLResult(response.json())
+    if not expect_errors:
+        assert not result.errors, result.errors
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real uvicorn process serving the app on a free port."""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
+        environment = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "REDIS_PREFIX": settings.redis_prefix,
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.asgi:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--ws",
+                "auto",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                out = self.process.stdout.read().decode() if self.process.stdout else ""
+                raise RuntimeError(f"server exited: {out}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not start in 20 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def live_server_factory(settings: Settings) -> Iterator[Any]:
+    servers: list[LiveServer] = []
+
+    def start(**env: str) -> LiveServer:
+        server = LiveServer(settings, **env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

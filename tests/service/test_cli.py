@@ -1,0 +1,81 @@
+"""The `questline` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from models import ApiKey, Tenant
+from tests.conftest import ROOT
+
+
+def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": settings.redis_prefix,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_tenant_apikey_and_token_commands(app, settings):
+    created = questline(
+        settings,
+        "tenant",
+        "create",
+        "shop",
+        "--preset",
+        "callcenter",
+        "--timezone",
+        "Europe/Helsinki",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created tenant shop (callcenter, Europe/Helsinki)" in created.stderr
+    tenant = await Tenant.get(slug="shop")
+    assert tenant.timezone == "Europe/Helsinki"
+
+    key = questline(settings, "apikey", "create", "--tenant", "shop", "--role", "integrator")
+    assert key.returncode == 0, key.stderr
+    last_line = key.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("ql_")
+    row = await ApiKey.get(tenant=tenant)
+    assert last_line.startswith(f"ql_{row.prefix}_") and row.role == "integrator"
+
+    revoked = questline(settings, "apikey", "revoke", row.prefix)
+    assert revoked.returncode == 0 and (await ApiKey.get(id=row.id)).revoked
+
+    token = questline(settings, "player-token", "--tenant", "shop", "--player", "p1")
+    assert token.returncode == 0 and token.stdout.strip().count(".") == 2
+
+
+async def test_bad_input_exits_non_zero_with_a_clear_message_and_writes_nothing(app, settings):
+    bad_role = questline(settings, "apikey", "create", "--tenant", "default", "--role", "root")
+    assert bad_role.returncode == 1 and "unknown role 'root'" in bad_role.stderr
+    bad_preset = questline(settings, "tenant", "create", "x", "--preset", "casino")
+    assert bad_preset.returncode == 1 and "unknown preset 'casino'" in bad_preset.stderr
+    bad_tz = questline(
+        settings, "tenant", "create", "y", "--preset", "habits", "--timezone", "Nowhere/Land"
+    )
+    assert bad_tz.returncode == 1 and "unknown timezone" in bad_tz.stderr
+    assert await Tenant.filter(slug__in=["x", "y"]).count() == 0
+    assert await ApiKey.all().count() == 0
+
+
+async def test_seed_is_idempotent_and_export_schema_writes_the_sdl(app, settings, tmp_path):
+    for _ in range(2):
+        seeded = questline(settings, "seed")
+        assert seeded.returncode == 0, seeded.stderr
+    assert await Tenant.filter(slug="default").count() == 1
+    out = tmp_path / "s.graphql"
+    exported = questline(settings, "export-schema", "--output", str(out))
+    assert exported.returncode == 0
+    assert out.read_text() == (ROOT / "schema.graphql").read_text()

@@ -1,0 +1,54 @@
+"""A small graphql-transport-ws client for tests, with a deadline on every receive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import websockets
+
+PROTOCOL = "graphql-transport-ws"
+
+
+class GraphQLWebSocket:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    @classmethod
+    async def connect(cls, url: str, payload: dict[str, Any] | None = None) -> GraphQLWebSocket:
+        ws = await websockets.connect(url, subprotocols=[PROTOCOL])
+        client = cls(ws)
+        await client.send({"type": "connection_init", "payload": payload or {}})
+        ack = await client.receive()
+        assert ack["type"] == "connection_ack", ack
+        return client
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def receive(self, within: float = 5.0) -> dict[str, Any]:
+        """The next message that is not a keep-alive ping."""
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), within)
+            message = json.loads(raw)
+            if message["type"] == "ping":
+                await self.send({"type": "pong"})
+                continue
+            return message
+
+    async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        self.next_id += 1
+        op_id = str(self.next_id)
+        await self.send(
+            {
+                "type": "subscribe",
+                "id": op_id,
+                "payload": {"query": query, "variables": variables or {}},
+            }
+        )
+        return op_id
+
+    async def close(self) -> None:
+        await self.ws.close()
