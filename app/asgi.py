@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" or v.startswith("not configured") for v in checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, **checks, "subscriptions": rt.hub.total_subscribers()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

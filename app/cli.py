@@ -116,6 +116,32 @@ def seed() -> None:
         console.print(line)
 
 
+@cli.command()
+def decay(
+    tenant: Annotated[str | None, typer.Option(help="One tenant (default: all).")] = None,
+) -> None:
+    """Decay inactive balances as each tenant's rules say; safe to run twice."""
+    from app.runtime import Runtime
+    from app.services.ledger import run_decay
+    from models import Tenant
+
+    async def work(settings: Settings) -> list[tuple[str, Any]]:
+        rt = Runtime(settings=settings)
+        await rt.hub.connect()
+        try:
+            query = Tenant.filter(slug=tenant) if tenant else Tenant.all()
+            return [(row.slug, await run_decay(rt, row)) for row in await query.order_by("slug")]
+        finally:
+            await rt.hub.disconnect()
+
+    results = _run(work)
+    if tenant and not results:
+        console.print(f"[red]no tenant {tenant!r}[/red]")
+        raise typer.Exit(1)
+    for slug, run in results:
+        console.print(f"{slug}: decayed {run.points} points from {run.players} inactive players")
+
+
 @tenant_cli.command("create")
 def tenant_create(
     slug: str,

@@ -20,6 +20,7 @@ from typing import Any
 
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
+from redis.asyncio import Redis
 
 log = logging.getLogger("questline.realtime")
 
@@ -55,6 +56,8 @@ class Hub:
     def __init__(self, redis_url: str = "", prefix: str = "questline", queue_size: int = 256):
         self.prefix = prefix
         self.queue_size = queue_size
+        # Publishing goes straight to Redis (pipelined for batches); broadcaster listens.
+        self._publisher: Redis | None = Redis.from_url(redis_url) if redis_url else None
         if redis_url:
             self._broadcast = Broadcast(backend=_ReadyAfterSubscribeRedisBackend(redis_url))
         else:
@@ -78,11 +81,30 @@ class Hub:
         self._channels.clear()
         with contextlib.suppress(Exception):
             await self._broadcast.disconnect()
+        if self._publisher is not None:
+            await self._publisher.aclose()
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         """Send one message to every subscriber of `channel` in every process."""
-        await self._broadcast.publish(self._name(channel), json.dumps(message, default=str))
-        self.published += 1
+        await self.publish_many([(channel, message)])
+
+    async def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Each message encoded once; through Redis in one pipeline."""
+        if not messages:
+            return
+        encoded = [(self._name(c), json.dumps(m, default=str)) for c, m in messages]
+        if self._publisher is not None:
+            async with self._publisher.pipeline(transaction=False) as pipe:
+                for channel, payload in encoded:
+                    pipe.publish(channel, payload)
+                await pipe.execute()
+        else:
+            for channel, payload in encoded:
+                await self._broadcast.publish(channel, payload)
+        self.published += len(encoded)
+
+    def total_subscribers(self) -> int:
+        return sum(len(entry.queues) for entry in self._channels.values())
 
     def subscriber_count(self, channel: str) -> int:
         entry = self._channels.get(channel)

@@ -1,6 +1,20 @@
 """Tortoise models, one module per aggregate; every row carries its tenant."""
 
+from models.ledger import DataSource, Event, PlayerDay, PointTransaction, TransactionKind, Wallet
 from models.players import Player, PlayerKind, Team
 from models.tenants import ApiKey, Role, Tenant
 
-__all__ = ["ApiKey", "Player", "PlayerKind", "Role", "Team", "Tenant"]
+__all__ = [
+    "ApiKey",
+    "DataSource",
+    "Event",
+    "Player",
+    "PlayerDay",
+    "PlayerKind",
+    "PointTransaction",
+    "Role",
+    "Team",
+    "Tenant",
+    "TransactionKind",
+    "Wallet",
+]

@@ -21,6 +21,8 @@ class Tenant(Model):
     preset = fields.CharField(max_length=32)
     # The preset's rules, levels, badges... copied at creation: an admin may change them.
     config = fields.JSONField(default=dict)
+    # Bumped on every change to `config`: services cache the parsed rules by it.
+    config_version = fields.IntField(default=1)
     timezone = fields.CharField(max_length=64, default="UTC")
     # Signs this tenant's player tokens; rotating it invalidates them all.
     signing_secret = fields.CharField(max_length=128)

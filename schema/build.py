@@ -17,11 +17,13 @@ def _mask(error: GraphQLError) -> bool:
 
 
 def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
+    from resolvers.events import EventMutation, EventSubscription
+    from resolvers.ledger import LedgerMutation, LedgerQuery
     from resolvers.players import PlayerMutation, PlayerQuery, PlayerSubscription
 
-    query = merge_types("Query", (PlayerQuery,))
-    mutation = merge_types("Mutation", (PlayerMutation,))
-    subscription = merge_types("Subscription", (PlayerSubscription,))
+    query = merge_types("Query", (PlayerQuery, LedgerQuery))
+    mutation = merge_types("Mutation", (EventMutation, LedgerMutation, PlayerMutation))
+    subscription = merge_types("Subscription", (EventSubscription, PlayerSubscription))
     # Factories: a fresh extension per request; the parse/validation LRU caches live
     # at module level and are shared.
     extensions: list = [

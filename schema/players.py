@@ -8,10 +8,21 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.context import Info
+from app.engine import levels
+from app.services import ledger as ledger_service
+from app.services.rules import rules_for
 from models import Player as PlayerModel
 from models import PlayerKind as DomainPlayerKind
 from models import Team as TeamModel
 from schema.common import UserError
+from schema.ledger import (
+    EventConnection,
+    PlayerLevel,
+    PlayerStats,
+    PointTransactionConnection,
+    Streak,
+    Wallet,
+)
 
 PlayerKind = strawberry.enum(DomainPlayerKind, name="PlayerKind")
 
@@ -57,6 +68,55 @@ class Player:
     @strawberry.field
     def timezone(self, info: Info) -> str:
         return self._model.timezone or info.context.viewer.tenant.timezone
+
+    @strawberry.field
+    async def wallet(self, info: Info) -> Wallet:
+        tenant = info.context.viewer.tenant
+        today = ledger_service.today_for(tenant, self._model)
+        view = await info.context.loaders.wallet_view.load((self._model.id, today))
+        return Wallet.from_view(view)
+
+    @strawberry.field
+    async def level(self, info: Info) -> PlayerLevel:
+        wallet = await info.context.loaders.wallet.load(self._model.id)
+        rules = rules_for(info.context.viewer.tenant)
+        lifetime = wallet.lifetime_earned if wallet else ledger_service.ZERO
+        return PlayerLevel.from_info(levels.info(wallet.level if wallet else 1, rules), lifetime)
+
+    @strawberry.field
+    async def streak(self, info: Info) -> Streak:
+        wallet = await info.context.loaders.wallet.load(self._model.id)
+        state = ledger_service.streak_of(wallet)
+        today = ledger_service.today_for(info.context.viewer.tenant, self._model)
+        day = state.last_active_day
+        return Streak(
+            current=state.as_of(today),
+            best=state.best,
+            last_active_day=day.isoformat() if day else None,
+        )
+
+    @strawberry.field
+    async def stats(self, info: Info) -> PlayerStats:
+        stats = await info.context.loaders.stats.load(self._model.id)
+        return PlayerStats.build(stats, await self.streak(info))
+
+    @strawberry.field
+    async def transactions(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> PointTransactionConnection:
+        rows, more = await ledger_service.transactions_page(
+            self._model, 20 if first is None else first, after
+        )
+        return PointTransactionConnection.build(rows, more)
+
+    @strawberry.field
+    async def events(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> EventConnection:
+        rows, more = await ledger_service.events_page(
+            self._model, 20 if first is None else first, after
+        )
+        return EventConnection.build(rows, more)
 
     @strawberry.field
     async def team(self, info: Info) -> Team | None:

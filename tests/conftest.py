@@ -251,3 +251,18 @@ def live_server_factory(settings: Settings) -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def make_tenant(app: Any) -> Any:
+    """make_tenant(preset) -> an admin API key of a new tenant made from that preset."""
+    from app.services import access
+    from app.services.tenants import create_tenant
+
+    async def make(preset: str, slug: str | None = None, timezone: str | None = None) -> str:
+        slug = slug or f"{preset}-{uuid.uuid4().hex[:6]}"
+        await create_tenant(slug, preset=preset, timezone=timezone)
+        _, key = await access.create_api_key(slug, "admin")
+        return key
+
+    return make

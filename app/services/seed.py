@@ -1,9 +1,12 @@
-"""Demo data for a fresh install: tenant `default` and a few players; safe to run twice."""
+"""Demo data for a fresh install: tenant `default`, a few players and a week of their
+telco behaviour; safe to run twice."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from app.runtime import Runtime
-from app.services import players
+from app.services import ingest, players
 from app.services.tenants import ensure_tenant
 from app.settings import Settings
 from models import PlayerKind
@@ -14,6 +17,7 @@ DEMO_PLAYERS = [
     ("carol", "Carol", "prepaid", "south", PlayerKind.CUSTOMER),
     ("dave", "Dave", "postpaid", "south", PlayerKind.CUSTOMER),
 ]
+ACTIVE_DAYS = {"alice": 7, "bob": 3, "carol": 5, "dave": 1}
 
 
 async def seed_demo(settings: Settings) -> list[str]:
@@ -28,6 +32,48 @@ async def seed_demo(settings: Settings) -> list[str]:
                 player_id,
                 {"display_name": name, "segment": segment, "team_id": team, "kind": kind},
             )
+        results = await ingest.record_events(rt, tenant, demo_events(datetime.now(UTC)))
     finally:
         await rt.hub.disconnect()
-    return [f"tenant {tenant.slug} ({tenant.preset}) with {len(DEMO_PLAYERS)} demo players"]
+    new = sum(1 for r in results if isinstance(r, ingest.Outcome) and not r.duplicate)
+    return [
+        f"tenant {tenant.slug} ({tenant.preset}) with {len(DEMO_PLAYERS)} demo players",
+        f"{new} demo events recorded ({len(results) - new} were there already)",
+    ]
+
+
+def demo_events(now: datetime) -> list[ingest.EventInput]:
+    """Logins and data use on consecutive days; fixed keys make re-seeding a no-op."""
+    today = now.replace(hour=0, minute=30, second=0, microsecond=0)
+    events = []
+    for player_id, days in ACTIVE_DAYS.items():
+        for n in range(days - 1, -1, -1):
+            day = today - timedelta(days=n)
+            stamp = day.date().isoformat()
+            events.append(
+                ingest.EventInput(
+                    player_id,
+                    "APP_LOGIN",
+                    occurred_at=day,
+                    idempotency_key=f"demo:{player_id}:{stamp}:login",
+                )
+            )
+            events.append(
+                ingest.EventInput(
+                    player_id,
+                    "DATA_USAGE",
+                    value=150 * (n + 1),
+                    occurred_at=day + timedelta(minutes=5),
+                    idempotency_key=f"demo:{player_id}:{stamp}:data",
+                )
+            )
+        events.append(
+            ingest.EventInput(
+                player_id,
+                "RECHARGE",
+                value=10,
+                occurred_at=today - timedelta(days=days - 1),
+                idempotency_key=f"demo:{player_id}:recharge",
+            )
+        )
+    return events

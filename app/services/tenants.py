@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from tortoise.transactions import in_transaction
+
 from app import presets
 from app.errors import ErrorCode, UserError
 from app.services.common import check_slug, check_timezone
@@ -28,14 +30,21 @@ async def create_tenant(
     tz = check_timezone(timezone or config.get("timezone", "UTC"))
     if await Tenant.filter(slug=slug).exists():
         raise UserError(ErrorCode.CONFLICT, f"tenant {slug!r} exists already", "slug")
-    return await Tenant.create(
-        slug=slug,
-        name=name or config.get("name", slug),
-        preset=preset,
-        config=config,
-        timezone=tz,
-        signing_secret=secrets.token_urlsafe(32),
-    )
+    from app.services.rules import rules_for
+    from app.services.sources import create_preset_sources
+
+    async with in_transaction():
+        tenant = await Tenant.create(
+            slug=slug,
+            name=name or config.get("name", slug),
+            preset=preset,
+            config=config,
+            timezone=tz,
+            signing_secret=secrets.token_urlsafe(32),
+        )
+        rules_for(tenant)  # a preset whose rules do not parse creates nothing
+        await create_preset_sources(tenant)
+    return tenant
 
 
 async def get_tenant(slug: str) -> Tenant:

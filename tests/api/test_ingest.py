@@ -1,0 +1,259 @@
+"""Ingestion behaviour: idempotency, batches, bad input, late events, preview, reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models import Event, Player, PointTransaction
+from tests.api.test_presets import RECORD, days_ago, record
+from tests.conftest import gql
+
+BATCH = """
+mutation($input: [RecordEventInput!]!) {
+  recordEvents(input: $input) {
+    outcomes { pointsAwarded duplicate event { player { id } } }
+    errors { field message code }
+  }
+}"""
+PREVIEW = RECORD.replace("recordEvent(", "previewEvent(").replace("recordEvent {", "previewEvent {")
+
+
+async def errors_of(client, key, event, mutation=RECORD, name="recordEvent"):
+    result = await gql(client, mutation, {"input": event}, token=key)
+    return result.data[name]["errors"]
+
+
+async def test_idempotency_same_payload_is_a_duplicate_with_no_new_effect(client, make_tenant):
+    key = await make_tenant("habits")
+    event = {
+        "playerId": "i",
+        "eventType": "paid_invoice",
+        "category": "finance",
+        "value": 2.0,
+        "idempotencyKey": "inv-1",
+    }
+    first = await record(client, key, **event)
+    again = await record(client, key, **event)
+    assert not first["duplicate"] and again["duplicate"]
+    assert again["pointsAwarded"] == first["pointsAwarded"] == 4.0
+    assert again["event"]["id"] == first["event"]["id"]
+    assert again["breakdown"] == first["breakdown"]
+    assert await Event.all().count() == 1 and await PointTransaction.all().count() == 1
+
+
+async def test_idempotency_same_key_other_payload_is_a_conflict(client, make_tenant):
+    key = await make_tenant("habits")
+    await record(client, key, playerId="i", eventType="x", value=1, idempotencyKey="k")
+    errors = await errors_of(
+        client, key, {"playerId": "i", "eventType": "x", "value": 2, "idempotencyKey": "k"}
+    )
+    assert errors[0]["code"] == "CONFLICT" and errors[0]["field"] == ["input", "idempotencyKey"]
+    assert await Event.all().count() == 1
+
+
+async def test_a_batch_reports_bad_items_by_index_and_records_the_others(client, make_tenant):
+    key = await make_tenant("callcenter")
+    events = [
+        {"playerId": "b1", "eventType": "call_completed"},
+        {"playerId": "b2", "eventType": "call_completed", "value": -1},
+        {"playerId": "b3", "eventType": "no_such_type"},
+        {"playerId": "b1", "eventType": "lead_converted", "idempotencyKey": "dup"},
+        {"playerId": "b1", "eventType": "lead_converted", "idempotencyKey": "dup"},
+    ]
+    result = await gql(client, BATCH, {"input": events}, token=key)
+    payload = result.data["recordEvents"]
+    assert [(e["field"][0], e["code"]) for e in payload["errors"]] == [
+        ("1", "INVALID"),
+        ("2", "INVALID"),
+    ]
+    assert payload["errors"][0]["field"] == ["1", "value"]
+    assert [(o["pointsAwarded"], o["duplicate"]) for o in payload["outcomes"]] == [
+        (10.0, False),
+        (50.0, False),
+        (50.0, True),
+    ]
+    assert await Event.all().count() == 2
+    assert not await Player.filter(external_id__in=["b2", "b3"]).exists()
+
+
+async def test_a_batch_of_more_than_1000_is_refused(client, make_tenant):
+    key = await make_tenant("habits")
+    events = [{"playerId": "p", "eventType": "x"}] * 1001
+    result = await gql(client, BATCH, {"input": events}, token=key)
+    assert result.data["recordEvents"]["errors"][0]["code"] == "LIMIT_REACHED"
+    assert await Event.all().count() == 0
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"value": -1}, "value"),
+        ({"value": float("inf")}, "value"),
+        ({"metadata": {"blob": "x" * 17000}}, "metadata"),
+        ({"metadata": [1, 2]}, "metadata"),
+        ({"occurredAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "occurredAt"),
+        ({"playerId": ""}, "playerId"),
+    ],
+)
+async def test_bad_input_is_a_clear_error_and_writes_nothing(client, make_tenant, event, field):
+    key = await make_tenant("habits")
+    base = {"playerId": "bad", "eventType": "x", "value": 1}
+    if field == "value" and event["value"] == float("inf"):
+        # JSON has no Infinity: the GraphQL layer refuses it before our code runs
+        response = await client.post(
+            "/graphql",
+            content=(
+                '{"query": "mutation { recordEvent(input: {playerId: \\"bad\\", eventType: \\"x\\", '
+                'value: 1e999}) { errors { code } } }"}'
+            ),
+            headers={"content-type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+        assert response.json().get("errors") or response.json()["data"]["recordEvent"]["errors"]
+    else:
+        errors = await errors_of(client, key, {**base, **event})
+        assert errors[0]["code"] == "INVALID" and errors[0]["field"] == ["input", field]
+        assert errors[0]["message"]
+    assert await Event.all().count() == 0 and not await Player.filter(external_id="bad").exists()
+
+
+async def test_late_events_count_toward_their_own_day(client, make_tenant):
+    key = await make_tenant("callcenter")
+    await record(client, key, playerId="late", eventType="call_completed", occurredAt=days_ago(2))
+    await record(client, key, playerId="late", eventType="call_completed")  # today: streak 1
+    # The missing day arrives late: it joins the run, so that day is a day-2 streak (×1.5)
+    # and today becomes day 3.
+    late = await record(
+        client, key, playerId="late", eventType="call_completed", occurredAt=days_ago(1)
+    )
+    assert late["pointsAwarded"] == 15
+    streak = await gql(
+        client, '{ player(id: "late") { streak { current best lastActiveDay } } }', token=key
+    )
+    assert streak.data["player"]["streak"]["current"] == 3
+    # The daily cap counts per own day: 500 more on a past day is still allowed there.
+    total = 0.0
+    for _ in range(11):
+        outcome = await record(
+            client, key, playerId="late", eventType="lead_converted", occurredAt=days_ago(5)
+        )
+        total += outcome["pointsAwarded"]
+    assert total == 500.0
+
+
+async def test_preview_computes_the_outcome_and_writes_nothing(client, make_tenant):
+    key = await make_tenant("habits")
+    result = await gql(
+        client,
+        PREVIEW,
+        {"input": {"playerId": "pv", "eventType": "x", "category": "finance", "value": 2}},
+        token=key,
+    )
+    outcome = result.data["previewEvent"]["outcome"]
+    assert outcome["pointsAwarded"] == 4.0 and outcome["event"] is None
+    assert outcome["wallet"]["balance"] == 4.0
+    await record(client, key, playerId="pv", eventType="x", category="finance", value=1)
+    result = await gql(
+        client,
+        PREVIEW,
+        {"input": {"playerId": "pv", "eventType": "x", "category": "finance", "value": 2}},
+        token=key,
+    )
+    assert result.data["previewEvent"]["outcome"]["wallet"]["balance"] == 6.0
+    assert await Event.all().count() == 1 and await PointTransaction.all().count() == 1
+
+
+async def test_integrators_record_viewers_cannot(client, make_tenant):
+    from app.services import access
+    from models import Tenant
+
+    await make_tenant("habits", slug="roles")
+    tenant = await Tenant.get(slug="roles")
+    _, viewer_key = await access.create_api_key(tenant.slug, "viewer")
+    _, integrator_key = await access.create_api_key(tenant.slug, "integrator")
+    event = {"playerId": "r", "eventType": "x"}
+    denied = await gql(client, RECORD, {"input": event}, token=viewer_key, expect_errors=True)
+    assert denied.errors[0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await record(client, integrator_key, **event))["pointsAwarded"] == 1.0
+
+
+PLAYER = """
+query($id: ID!, $after: String) {
+  player(id: $id) {
+    wallet { balance lifetimeEarned earnedToday dailyCap }
+    level { number name progress nextLevelAt }
+    streak { current best lastActiveDay }
+    stats { totalEvents eventsByCategory pointsByCategory bestStreak currentStreak }
+    transactions(first: 2, after: $after) { edges { cursor node { kind amount balanceAfter eventId } } pageInfo { hasNextPage endCursor } }
+    events(first: 2) { edges { node { eventType pointsAwarded } } pageInfo { hasNextPage } }
+  }
+}"""
+
+
+async def test_player_reads_wallet_level_streak_stats_and_history(client, make_tenant):
+    key = await make_tenant("habits")
+    await record(
+        client,
+        key,
+        playerId="r",
+        eventType="paid_invoice",
+        category="finance",
+        value=30,
+        occurredAt=days_ago(1),
+    )
+    await record(client, key, playerId="r", eventType="lesson", category="learning", value=10)
+    await record(client, key, playerId="r", eventType="walk", category="health", value=5)
+    result = await gql(client, PLAYER, {"id": "r"}, token=key)
+    player = result.data["player"]
+    assert player["wallet"] == {
+        "balance": 81.0,
+        "lifetimeEarned": 81.0,
+        "earnedToday": 21.0,
+        "dailyCap": None,
+    }
+    assert player["level"] == {
+        "number": 1,
+        "name": "Level 1",
+        "progress": 0.81,
+        "nextLevelAt": 100.0,
+    }
+    assert player["streak"]["current"] == 2 and player["streak"]["best"] == 2
+    stats = player["stats"]
+    assert stats["totalEvents"] == 3
+    assert stats["eventsByCategory"] == {"finance": 1, "learning": 1, "health": 1}
+    assert stats["pointsByCategory"] == {"finance": 60.0, "learning": 15.0, "health": 6.0}
+    page = player["transactions"]
+    assert [e["node"]["amount"] for e in page["edges"]] == [6.0, 15.0]  # newest first
+    assert page["edges"][0]["node"]["balanceAfter"] == 81.0 and page["pageInfo"]["hasNextPage"]
+    after = await gql(
+        client, PLAYER, {"id": "r", "after": page["pageInfo"]["endCursor"]}, token=key
+    )
+    rest = after.data["player"]["transactions"]
+    assert [e["node"]["amount"] for e in rest["edges"]] == [60.0]
+    assert not rest["pageInfo"]["hasNextPage"]
+    assert [e["node"]["eventType"] for e in player["events"]["edges"]] == ["walk", "lesson"]
+
+
+async def test_a_bad_cursor_is_a_clear_error(client, make_tenant):
+    key = await make_tenant("habits")
+    await record(client, key, playerId="c", eventType="x")
+    result = await gql(
+        client, PLAYER, {"id": "c", "after": "garbage"}, token=key, expect_errors=True
+    )
+    assert "invalid cursor" in result.errors[0]["message"]
+
+
+async def test_a_batch_may_hold_an_item_earlier_than_a_previous_one(client, make_tenant):
+    key = await make_tenant("callcenter")
+    events = [
+        {"playerId": "o", "eventType": "call_completed"},  # today
+        {"playerId": "o", "eventType": "call_completed", "occurredAt": days_ago(1)},  # late
+        {"playerId": "o", "eventType": "call_completed"},  # today again: now day 2 of a run
+    ]
+    result = await gql(client, BATCH, {"input": events}, token=key)
+    payload = result.data["recordEvents"]
+    assert payload["errors"] == []
+    assert [o["pointsAwarded"] for o in payload["outcomes"]] == [10.0, 10.0, 15.0]
+    streak = await gql(client, '{ player(id: "o") { streak { current best } } }', token=key)
+    assert streak.data["player"]["streak"] == {"current": 2, "best": 2}

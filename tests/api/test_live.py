@@ -1,0 +1,158 @@
+"""Live updates over real WebSockets: pointsChanged and levelUp, after commit, and
+across two server processes sharing one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from app.services import access
+from tests.wsclient import GraphQLWebSocket
+
+POINTS = """subscription($id: ID!) { pointsChanged(playerId: $id) {
+  playerId amount wallet { balance lifetimeEarned earnedToday } transaction { id kind amount balanceAfter reason eventId } } }"""
+LEVEL = """subscription($id: ID!) { levelUp(playerId: $id) {
+  playerId levelUp { from to bonusPoints level { number name } } } }"""
+RECORD = """mutation($input: RecordEventInput!) { recordEvent(input: $input) {
+  outcome { pointsAwarded event { id } } errors { code message } } }"""
+
+
+async def wait_for_subscribers(server, count: int) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            body = (await client.get(f"{server.url}/readyz")).json()
+            if body["subscriptions"] >= count:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the subscription never registered")
+
+
+async def post(server, key, query, variables):
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{server.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+@pytest.fixture
+async def callcenter_key(make_tenant):
+    return await make_tenant("callcenter", slug="live")
+
+
+async def test_points_changed_and_level_up_arrive_after_commit(live_server_factory, callcenter_key):
+    server = live_server_factory()
+    ws = await GraphQLWebSocket.connect(
+        server.ws_url, {"Authorization": f"Bearer {callcenter_key}"}
+    )
+    points_op = await ws.subscribe(POINTS, {"id": "agent"})
+    level_op = await ws.subscribe(LEVEL, {"id": "agent"})
+    await wait_for_subscribers(server, 2)
+
+    data = await post(
+        server,
+        callcenter_key,
+        RECORD,
+        {"input": {"playerId": "agent", "eventType": "lead_converted"}},
+    )
+    message = await ws.receive()
+    assert message["id"] == points_op
+    change = message["payload"]["data"]["pointsChanged"]
+    assert change["amount"] == 50.0 and change["wallet"]["balance"] == 50.0
+    assert change["transaction"]["kind"] == "EARN" and change["transaction"]["id"].isdigit()
+    assert change["transaction"]["eventId"] == data["recordEvent"]["outcome"]["event"]["id"]
+
+    # A refused event publishes nothing; the next message is the next real change.
+    await post(
+        server,
+        callcenter_key,
+        RECORD,
+        {"input": {"playerId": "agent", "eventType": "lead_converted", "value": -5}},
+    )
+    adjust = """mutation { adjustPoints(input: {playerId: "agent", amount: 900, reason: "backfill"})
+                { errors { code } } }"""
+    await post(server, callcenter_key, adjust, {})
+    award = (await ws.receive())["payload"]["data"]["pointsChanged"]
+    assert (award["transaction"]["kind"], award["amount"]) == ("ADJUST", 900.0)
+    # 950 lifetime: the next 50 reach 1,000 -> level 2 with its 125 bonus.
+    await post(
+        server,
+        callcenter_key,
+        RECORD,
+        {"input": {"playerId": "agent", "eventType": "lead_converted"}},
+    )
+    received = [await ws.receive() for _ in range(3)]
+    kinds = [
+        m["payload"]["data"]["pointsChanged"]["transaction"]["kind"]
+        for m in received
+        if m["id"] == points_op
+    ]
+    assert kinds == ["EARN", "LEVEL_UP_BONUS"]
+    bonus = next(
+        m["payload"]["data"]["pointsChanged"]
+        for m in received
+        if m["id"] == points_op
+        and m["payload"]["data"]["pointsChanged"]["transaction"]["kind"] != "EARN"
+    )
+    level = next(m["payload"]["data"]["levelUp"] for m in received if m["id"] == level_op)
+    assert level == {
+        "playerId": "agent",
+        "levelUp": {
+            "from": 1,
+            "to": 2,
+            "bonusPoints": 125.0,
+            "level": {"number": 2, "name": "Bronze"},
+        },
+    }
+    assert bonus["amount"] == 125.0
+    await ws.close()
+
+
+async def test_a_player_token_subscribes_to_its_own_points_only(
+    live_server_factory, make_tenant, settings
+):
+    from models import Tenant
+
+    key = await make_tenant("habits", slug="tok")
+    server = live_server_factory()
+    tenant = await Tenant.get(slug="tok")
+    token = await access.mint_player_token(settings, tenant, "me")
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {token}"})
+    other = await ws.subscribe(POINTS, {"id": "someone-else"})
+    refused = await ws.receive()
+    assert refused["id"] == other
+    assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert await ws.receive() == {"type": "complete", "id": other}
+    await ws.subscribe(POINTS, {"id": "me"})
+    await wait_for_subscribers(server, 1)
+    await post(server, key, RECORD, {"input": {"playerId": "me", "eventType": "x", "value": 3}})
+    assert (await ws.receive())["payload"]["data"]["pointsChanged"]["amount"] == 3.0
+    await ws.close()
+
+
+@pytest.mark.redis
+async def test_a_mutation_on_one_process_reaches_a_subscriber_on_another(
+    live_server_factory, callcenter_key
+):
+    writer, reader = live_server_factory(), live_server_factory()
+    ws = await GraphQLWebSocket.connect(
+        reader.ws_url, {"Authorization": f"Bearer {callcenter_key}"}
+    )
+    await ws.subscribe(POINTS, {"id": "far"})
+    await wait_for_subscribers(reader, 1)
+    await post(
+        writer,
+        callcenter_key,
+        RECORD,
+        {"input": {"playerId": "far", "eventType": "call_completed"}},
+    )
+    change = (await ws.receive())["payload"]["data"]["pointsChanged"]
+    assert change["playerId"] == "far" and change["amount"] == 10.0
+    await ws.close()

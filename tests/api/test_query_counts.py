@@ -1,0 +1,76 @@
+"""Nested fields cost a constant number of queries, not one per item (N+1 guard)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.conftest import gql
+
+BATCH = """
+mutation($input: [RecordEventInput!]!) {
+  recordEvents(input: $input) {
+    outcomes { pointsAwarded breakdown { amount } wallet { balance earnedToday dailyCap }
+               levelUp { to } event { id category player { id displayName } } }
+    errors { code }
+  }
+}"""
+PLAYERS = """{ players(first: 100) { id wallet { balance earnedToday } level { number progress }
+  streak { current } stats { totalEvents } team { name members { id } } } }"""
+
+
+class QueryCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def count_queries():
+    logger = logging.getLogger("tortoise.db_client")
+    handler = QueryCounter()
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+async def _batch_queries(client, key, count_queries, players: int, prefix: str) -> int:
+    events = [
+        {"playerId": f"{prefix}{n}", "eventType": "x", "category": "finance", "value": 60}
+        for n in range(players)
+    ]
+    before = count_queries.count
+    result = await gql(client, BATCH, {"input": events}, token=key)
+    assert len(result.data["recordEvents"]["outcomes"]) == players
+    return count_queries.count - before
+
+
+async def test_a_batch_costs_the_same_queries_for_3_or_60_players(
+    client, make_tenant, count_queries
+):
+    key = await make_tenant("habits")
+    await _batch_queries(client, key, count_queries, 1, "warm")  # the key's last-used write
+    small = await _batch_queries(client, key, count_queries, 3, "a")
+    large = await _batch_queries(client, key, count_queries, 60, "b")  # level-ups too
+    assert large == small, (small, large)
+
+
+async def test_listing_players_with_nested_fields_is_constant(client, make_tenant, count_queries):
+    key = await make_tenant("habits")
+    await _batch_queries(client, key, count_queries, 3, "a")
+    before = count_queries.count
+    await gql(client, PLAYERS, token=key)
+    small = count_queries.count - before
+    await _batch_queries(client, key, count_queries, 40, "b")
+    before = count_queries.count
+    result = await gql(client, PLAYERS, token=key)
+    large = count_queries.count - before
+    assert len(result.data["players"]) == 43
+    assert large == small, (small, large)

@@ -1,0 +1,134 @@
+"""The ledger: admin adjustments, decay, and the invariant under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tortoise.functions import Sum
+
+from app.errors import UserError
+from app.services import ingest, ledger
+from app.services.tenants import create_tenant
+from models import Player, PointTransaction, Wallet
+
+
+async def assert_invariant() -> None:
+    """Every player's transactions sum to the wallet balance; no balance is negative."""
+    for wallet in await Wallet.all():
+        total = (
+            await PointTransaction.filter(player_id=wallet.player_id)
+            .annotate(s=Sum("amount"))
+            .first()
+            .values_list("s", flat=True)
+        )
+        assert Decimal(str(total or 0)) == wallet.balance, wallet.player_id
+        assert wallet.balance >= 0
+        last = await PointTransaction.filter(player_id=wallet.player_id).order_by("-id").first()
+        if last is not None:
+            assert last.balance_after == wallet.balance
+
+
+async def test_adjust_points_awards_revokes_and_is_idempotent(rt):
+    tenant = await create_tenant("adj", preset="habits")
+    await ingest.record_event(rt, tenant, ingest.EventInput("p", "x", value=10))
+    award = await ledger.adjust_points(rt, tenant, "p", 5.5, "goodwill", "adj-1")
+    assert award.wallet.balance == Decimal("15.50") and award.wallet.lifetime_earned == 15.5
+    again = await ledger.adjust_points(rt, tenant, "p", 5.5, "goodwill", "adj-1")
+    assert again.duplicate and again.transaction.id == award.transaction.id
+    with pytest.raises(UserError) as conflict:
+        await ledger.adjust_points(rt, tenant, "p", 6, "goodwill", "adj-1")
+    assert conflict.value.code == "CONFLICT"
+    revoke = await ledger.adjust_points(rt, tenant, "p", -15.5, "fraud")
+    assert revoke.wallet.balance == 0 and revoke.wallet.lifetime_earned == Decimal("15.50")
+    with pytest.raises(UserError) as short:
+        await ledger.adjust_points(rt, tenant, "p", -0.01, "fraud")
+    assert short.value.code == "INSUFFICIENT_POINTS"
+    for bad in (0, 1.234, float("nan")):
+        with pytest.raises(UserError) as invalid:
+            await ledger.adjust_points(rt, tenant, "p", bad, "x")
+        assert invalid.value.code == "INVALID"
+    with pytest.raises(UserError) as missing:
+        await ledger.adjust_points(rt, tenant, "nobody", 1, "x")
+    assert missing.value.code == "NOT_FOUND"
+    await assert_invariant()
+
+
+async def test_decay_after_30_inactive_days_once_per_period(rt):
+    tenant = await create_tenant("decay", preset="callcenter")
+    start = datetime.now(UTC) - timedelta(days=40)
+    await ingest.record_event(
+        rt, tenant, ingest.EventInput("d", "lead_converted", occurred_at=start)
+    )
+    await ingest.record_event(rt, tenant, ingest.EventInput("fresh", "lead_converted"))
+    now = datetime.now(UTC)
+    first = await ledger.run_decay(rt, tenant, now=now)
+    assert (first.players, first.points) == (1, Decimal("2.50"))  # 5 % of 50
+    second = await ledger.run_decay(rt, tenant, now=now + timedelta(hours=1))
+    assert second.players == 0  # safe to run twice
+    later = await ledger.run_decay(rt, tenant, now=now + timedelta(days=31))
+    assert later.players == 2  # both idle for another whole period now
+    wallet = await Wallet.get(player__external_id="d")
+    assert wallet.balance == Decimal("45.12")  # 47.50 − 2.38
+    rows = await PointTransaction.filter(player_id=wallet.player_id, kind="DECAY")
+    assert [r.amount for r in rows] == [Decimal("-2.50"), Decimal("-2.38")]
+    await assert_invariant()
+
+
+async def test_the_wallet_refuses_a_negative_balance_at_the_database(rt):
+    from tortoise.exceptions import IntegrityError, OperationalError
+
+    tenant = await create_tenant("chk", preset="habits")
+    await ingest.record_event(rt, tenant, ingest.EventInput("n", "x", value=1))
+    player = await Player.get(external_id="n", tenant=tenant)
+    with pytest.raises((IntegrityError, OperationalError)):
+        await Wallet.filter(player_id=player.id).update(balance=Decimal("-1"))
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("earn"),
+            st.sampled_from(["p1", "p2", "p3"]),
+            st.decimals(min_value=0, max_value=500, places=2),
+        ),
+        st.tuples(
+            st.just("adjust"),
+            st.sampled_from(["p1", "p2", "p3"]),
+            st.decimals(min_value=-300, max_value=300, places=2).filter(lambda d: d != 0),
+        ),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+async def test_ledger_invariant_holds_under_concurrent_writes(rt, ops):
+    """Earns and adjustments fired concurrently (PostgreSQL: real row locks)."""
+    from models import Tenant
+
+    tenant = await Tenant.get_or_none(slug="inv") or await create_tenant("inv", preset="habits")
+
+    async def run(op):
+        kind, player, amount = op
+        try:
+            if kind == "earn":
+                await ingest.record_event(
+                    rt, tenant, ingest.EventInput(player, "x", category="finance", value=amount)
+                )
+            else:
+                await ledger.adjust_points(rt, tenant, player, amount, "property test")
+        except UserError as exc:
+            assert exc.code in ("INSUFFICIENT_POINTS", "NOT_FOUND")
+
+    await asyncio.gather(*(run(op) for op in ops))
+    await assert_invariant()
