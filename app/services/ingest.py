@@ -9,306 +9,89 @@ about it only after commit. Nothing is written or published for a preview.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from app.engine import levels
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
 from app.engine.periods import local_day
-from app.engine.points import PointsLine
 from app.engine.rules import PointRules
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
-from app.services.common import check_external_id, zone
-from app.services.ledger import WalletView, publish_points, transaction_json, wallet_view
+from app.services.common import zone
+from app.services.event_input import (
+    CheckedEvent,
+    EventInput,
+    EventRecord,
+    LevelUpView,
+    Outcome,
+    TransactionRecord,
+    check_event,
+    outcome_json,
+    sort_duplicates,
+)
+from app.services.ingest_store import DayRow, IngestStore, WalletRow
+from app.services.ledger import transaction_json, wallet_view
 from app.services.players import player_channel
 from app.services.rules import rules_for
-from models import Event, Player, PlayerDay, PointTransaction, Tenant, TransactionKind, Wallet
+from models import PointTransaction, Tenant
 
 MAX_BATCH = 1000
-MAX_METADATA_BYTES = 16 * 1024
 STREAK_HISTORY_DAYS = 400
 ZERO = Decimal(0)
 
 
-@dataclass(slots=True)
-class EventInput:
-    player_id: str
-    event_type: str
-    category: str | None = None
-    value: float | Decimal | None = 1
-    occurred_at: datetime | None = None
-    source: str | None = "api"
-    metadata: Any = None
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LevelUpView:
-    from_level: int
-    to_level: int
-    level: levels.LevelInfo
-    lifetime: Decimal
-    bonus: Decimal
-
-
-@dataclass(slots=True)
-class Outcome:
-    event: Event | None
-    duplicate: bool
-    points: Decimal
-    lines: list[PointsLine]
-    wallet: WalletView | None
-    level_up: LevelUpView | None
-    transactions: list[PointTransaction] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Item:
-    index: int
-    input: EventInput
-    value: Decimal
-    occurred_at: datetime
-    metadata: dict[str, Any]
-    source: str
-    payload_hash: str
-    key: str | None
-    duplicate_of: int | None = None  # an earlier item of the batch with the same key
-
-
-# ------------------------------------------------------------------ checking input
-
-
-def _value(raw: float | Decimal | None) -> Decimal:
-    if raw is None:
-        return Decimal(1)
-    if isinstance(raw, float) and not math.isfinite(raw):
-        raise UserError(ErrorCode.INVALID, "value must be a finite number", "value")
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        raise UserError(ErrorCode.INVALID, "value must be a number", "value") from None
-    if not value.is_finite():
-        raise UserError(ErrorCode.INVALID, "value must be a finite number", "value")
-    if value < 0:
-        raise UserError(ErrorCode.INVALID, "value must not be negative", "value")
-    if value >= Decimal("1e13"):
-        raise UserError(ErrorCode.INVALID, "value is too large", "value")
-    return value.quantize(Decimal("0.000001")) if value.as_tuple().exponent < -6 else value
-
-
-def _metadata(raw: Any) -> tuple[dict[str, Any], str]:
-    metadata = {} if raw is None else raw
-    if not isinstance(metadata, dict):
-        raise UserError(ErrorCode.INVALID, "metadata must be a JSON object", "metadata")
-    encoded = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise UserError(ErrorCode.INVALID, "metadata exceeds 16 KB", "metadata")
-    return metadata, encoded
-
-
-def _check(index: int, item: EventInput, rules: PointRules, now: datetime) -> _Item:
-    check_external_id(item.player_id, "playerId")
-    if not item.event_type or len(item.event_type) > 64:
-        raise UserError(ErrorCode.INVALID, "eventType is 1-64 characters", "eventType")
-    if rules.rule_for(item.event_type) is None:
-        raise UserError(
-            ErrorCode.INVALID,
-            f"unknown event type {item.event_type!r}: no rule for it and no wildcard rule",
-            "eventType",
-        )
-    if item.category is not None and not 0 < len(item.category) <= 64:
-        raise UserError(ErrorCode.INVALID, "category is 1-64 characters", "category")
-    source = item.source or "api"
-    if len(source) > 32:
-        raise UserError(ErrorCode.INVALID, "source is at most 32 characters", "source")
-    if item.idempotency_key is not None and not 0 < len(item.idempotency_key) <= 200:
-        raise UserError(ErrorCode.INVALID, "idempotencyKey is 1-200 characters", "idempotencyKey")
-    value = _value(item.value)
-    metadata, encoded = _metadata(item.metadata)
-    occurred = item.occurred_at
-    if occurred is not None:
-        if occurred.tzinfo is None:
-            occurred = occurred.replace(tzinfo=UTC)
-        if occurred - now > timedelta(seconds=rules.max_future_skew_seconds):
-            raise UserError(ErrorCode.INVALID, "occurredAt is in the future", "occurredAt")
-    payload = "|".join(
-        [
-            item.player_id,
-            item.event_type,
-            item.category or "",
-            str(value),
-            occurred.isoformat() if occurred else "",
-            source,
-            encoded,
-        ]
-    )
-    return _Item(
-        index=index,
-        input=item,
-        value=value,
-        occurred_at=occurred or now,
-        metadata=metadata,
-        source=source,
-        payload_hash=hashlib.sha256(payload.encode()).hexdigest(),
-        key=item.idempotency_key,
-    )
-
-
-# ------------------------------------------------------------------ replaying duplicates
-
-
-def _outcome_json(
-    points: Decimal, lines: list[PointsLine], wallet: WalletView, level_up: LevelUpView | None
-) -> dict[str, Any]:
-    return {
-        "points": str(points),
-        "lines": [[line.rule, line.description, str(line.amount)] for line in lines],
-        "wallet": wallet.as_json(),
-        "levelUp": None
-        if level_up is None
-        else {
-            "from": level_up.from_level,
-            "to": level_up.to_level,
-            "lifetime": str(level_up.lifetime),
-            "bonus": str(level_up.bonus),
-        },
-    }
-
-
-def _replay(event: Event, rules: PointRules) -> Outcome:
-    data = event.outcome or {}
-    level_up = None
-    if data.get("levelUp"):
-        lu = data["levelUp"]
-        level_up = LevelUpView(
-            lu["from"],
-            lu["to"],
-            levels.info(lu["to"], rules),
-            Decimal(lu["lifetime"]),
-            Decimal(lu["bonus"]),
-        )
-    return Outcome(
-        event=event,
-        duplicate=True,
-        points=Decimal(data.get("points", "0")),
-        lines=[PointsLine(r, d, Decimal(a)) for r, d, a in data.get("lines", [])],
-        wallet=WalletView.from_json(data["wallet"]) if data.get("wallet") else None,
-        level_up=level_up,
-    )
-
-
-async def _sort_duplicates(
-    tenant: Tenant,
-    items: list[_Item],
-    results: list[Outcome | UserError | None],
-    rules: PointRules,
-) -> list[_Item]:
-    """Repeats of a stored key replay its outcome (or conflict); repeats within the
-    batch follow the first. Returns the items still to process."""
-    keys = {item.key for item in items if item.key}
-    stored = (
-        {
-            e.idempotency_key: e
-            for e in await Event.filter(tenant_id=tenant.id, idempotency_key__in=keys)
-        }
-        if keys
-        else {}
-    )
-    first_with_key: dict[str, _Item] = {}
-    fresh: list[_Item] = []
-    for item in items:
-        if item.key in stored:
-            event = stored[item.key]
-            results[item.index] = (
-                _replay(event, rules) if event.payload_hash == item.payload_hash else _conflict()
-            )
-        elif item.key and item.key in first_with_key:
-            first = first_with_key[item.key]
-            if first.payload_hash == item.payload_hash:
-                item.duplicate_of = first.index
-                fresh.append(item)
-            else:
-                results[item.index] = _conflict()
-        else:
-            if item.key:
-                first_with_key[item.key] = item
-            fresh.append(item)
-    return fresh
-
-
-def _conflict() -> UserError:
-    return UserError(
-        ErrorCode.CONFLICT,
-        "this idempotency key was used for a different event",
-        "idempotencyKey",
-    )
+def _store(conn: Any) -> IngestStore:
+    return IngestStore(conn, postgres=conn.capabilities.dialect == "postgres")
 
 
 # ------------------------------------------------------------------ players and state
 
 
-async def _players(tenant: Tenant, ids: set[str], create: bool) -> dict[str, Player]:
-    found = {
-        p.external_id: p for p in await Player.filter(tenant_id=tenant.id, external_id__in=ids)
-    }
-    missing = ids - found.keys()
-    if missing and create:
-        await Player.bulk_create(
-            [Player(tenant_id=tenant.id, external_id=pid) for pid in sorted(missing)],
-            ignore_conflicts=True,
-        )
-        for player in await Player.filter(tenant_id=tenant.id, external_id__in=missing):
+async def _players(
+    store: IngestStore, tenant: Tenant, ids: set[str], create: bool
+) -> dict[str, Any]:
+    wanted = sorted(ids)
+    found = {p.external_id: p for p in await store.players(tenant.id, wanted)}
+    missing = [pid for pid in wanted if pid not in found]
+    if missing and create:  # the first event of an unknown player creates it
+        await store.create_players(tenant.id, missing)
+        for player in await store.players(tenant.id, missing):
             found[player.external_id] = player
     return found
 
 
-async def _lock_wallets(
-    tenant: Tenant, player_ids: list[int], conn: Any, lock: bool
-) -> dict[int, Wallet]:
-    def query() -> Any:
-        q = Wallet.filter(player_id__in=player_ids).order_by("player_id").using_db(conn)
-        return q.select_for_update() if lock else q
-
-    wallets = {w.player_id: w for w in await query()}  # type: ignore[attr-defined]
+async def _wallets(
+    store: IngestStore, tenant: Tenant, player_ids: list[int], lock: bool, now: datetime
+) -> dict[int, WalletRow]:
+    wallets = await store.wallets(player_ids, lock)
     missing = [pid for pid in player_ids if pid not in wallets]
-    if missing:
-        new = [Wallet(player_id=pid, tenant_id=tenant.id) for pid in missing]
-        if lock:
-            await Wallet.bulk_create(new, ignore_conflicts=True, using_db=conn)
-            wallets = {w.player_id: w for w in await query()}  # type: ignore[attr-defined]
-        else:
-            for wallet in new:
-                wallet.balance = wallet.lifetime_earned = ZERO
-                wallets[wallet.player_id] = wallet  # type: ignore[attr-defined]
+    if missing and lock:
+        await store.create_wallets(tenant.id, missing, now)
+        wallets = await store.wallets(player_ids, lock)
+    for pid in missing:  # a preview of a player without a wallet yet
+        wallets.setdefault(pid, WalletRow(pid, ZERO, ZERO, 1, 0, 0, None, None))
     return wallets
 
 
-def _state(wallet: Wallet) -> PlayerState:
+def _state(wallet: WalletRow) -> PlayerState:
     return PlayerState(
-        balance=Decimal(wallet.balance),
-        lifetime=Decimal(wallet.lifetime_earned),
+        balance=wallet.balance,
+        lifetime=wallet.lifetime_earned,
         level=wallet.level,
         streak=StreakState(wallet.streak_current, wallet.streak_best, wallet.last_active_day),
     )
 
 
-def _facts(player: Player) -> PlayerFacts:
+def _facts(player: Any) -> PlayerFacts:
     return PlayerFacts(
-        attributes=player.attributes or {},
-        segment=player.segment,
-        kind=str(player.kind.value if hasattr(player.kind, "value") else player.kind),
+        attributes=player.attributes or {}, segment=player.segment, kind=str(player.kind)
     )
 
 
@@ -329,17 +112,29 @@ async def record_events(
     now = now or datetime.now(UTC)
     rules = rules_for(tenant)
     results: list[Outcome | UserError | None] = [None] * len(inputs)
-    items: list[_Item] = []
+    items: list[CheckedEvent] = []
     for index, raw in enumerate(inputs):
         try:
-            items.append(_check(index, raw, rules, now))
+            items.append(check_event(index, raw, rules, now))
         except UserError as exc:
             results[index] = exc
-    items = await _sort_duplicates(tenant, items, results, rules)
-    todo = [item for item in items if item.duplicate_of is None]
-    if todo:
-        players = await _players(tenant, {i.input.player_id for i in todo}, create=not dry_run)
-        await _process(rt, tenant, rules, todo, players, results, now, dry_run)
+    published: list[Outcome] = []
+    by_pk: dict[int, Any] = {}
+    # One connection for the whole batch: no pool round trips between the steps.
+    async with in_transaction() as conn:
+        store = _store(conn)
+        items = await sort_duplicates(
+            tenant, items, results, rules, lambda keys: store.idempotency_hits(tenant.id, keys)
+        )
+        todo = [item for item in items if item.duplicate_of is None]
+        if todo:
+            players = await _players(
+                store, tenant, {i.input.player_id for i in todo}, create=not dry_run
+            )
+            by_pk = {p.id: p for p in players.values()}
+            published = await _process(store, tenant, rules, todo, players, results, now, dry_run)
+    if not dry_run and published:
+        await _publish(rt, tenant, published, by_pk)
     for item in items:
         if item.duplicate_of is not None:
             first = results[item.duplicate_of]
@@ -353,159 +148,137 @@ async def record_events(
 
 
 async def _process(
-    rt: Runtime,
+    store: IngestStore,
     tenant: Tenant,
     rules: PointRules,
-    items: list[_Item],
-    players: dict[str, Player],
+    items: list[CheckedEvent],
+    players: dict[str, Any],
     results: list[Outcome | UserError | None],
     now: datetime,
     dry_run: bool,
-) -> None:
+) -> list[Outcome]:
+    """Applies the events in order; returns the outcomes to publish after commit."""
     by_pk = {p.id: p for p in players.values()}
     known = [i for i in items if i.input.player_id in players]
     unknown = [i for i in items if i.input.player_id not in players]  # preview of a new player
     tz_of = {p.id: zone(p.timezone or tenant.timezone) for p in players.values()}
+    pids = sorted({players[i.input.player_id].id for i in known})
+    day_of = {
+        i.index: local_day(i.occurred_at, tz_of[players[i.input.player_id].id]) for i in known
+    }
+    today = {pid: local_day(now, tz_of[pid]) for pid in pids}
+    outcomes: dict[int, Outcome] = {}
 
-    async with in_transaction() as conn:
-        pids = sorted({players[i.input.player_id].id for i in known})
-        wallets = await _lock_wallets(tenant, pids, conn, lock=not dry_run) if pids else {}
-        day_of = {
-            i.index: local_day(i.occurred_at, tz_of[players[i.input.player_id].id]) for i in known
-        }
-        today = {pid: local_day(now, tz_of[pid]) for pid in pids}
-        wanted = {(players[i.input.player_id].id, day_of[i.index]) for i in known}
-        wanted |= set(today.items())
-        days: dict[tuple[int, date], PlayerDay] = (
-            {
-                (d.player_id, d.day): d  # type: ignore[attr-defined]
-                for d in await PlayerDay.filter(
-                    player_id__in=pids, day__in={d for _, d in wanted}
-                ).using_db(conn)
-            }
-            if pids
-            else {}
+    wallets = await _wallets(store, tenant, pids, not dry_run, now) if pids else {}
+    wanted_days = sorted({day_of[i.index] for i in known} | set(today.values()))
+    days = await store.days(pids, wanted_days) if pids else {}
+    states = {pid: _state(wallets[pid]) for pid in pids}
+    histories = await _histories(store, known, players, day_of, states)
+
+    event_rows: list[list[Any]] = []
+    tx_rows: list[list[Any]] = []
+    transactions: list[PointTransaction] = []
+    touched: dict[tuple[int, date], DayRow] = {}
+    for item in known:
+        pid = players[item.input.player_id].id
+        day = day_of[item.index]
+        row = days.get((pid, day)) or DayRow(pid, day, 0, ZERO)
+        history = histories.get(pid)
+        result = apply_event(
+            rules,
+            states[pid],
+            _event_facts(item, day),
+            _facts(by_pk[pid]),
+            earned_on_day=row.earned,
+            history=history,
         )
-        states = {pid: _state(wallets[pid]) for pid in pids}
-        histories = await _histories(known, players, day_of, states, conn)
-
-        events: list[Event] = []
-        transactions: list[PointTransaction] = []
-        touched_days: dict[tuple[int, date], PlayerDay] = {}
-        outcomes: dict[int, Outcome] = {}
-        for item in known:
-            pid = players[item.input.player_id].id
-            day = day_of[item.index]
-            row = days.get((pid, day)) or PlayerDay(player_id=pid, day=day, events=0, earned=ZERO)
-            history = histories.get(pid)
-            result = apply_event(
-                rules,
-                states[pid],
-                _event_facts(item, day),
-                _facts(by_pk[pid]),
-                earned_on_day=Decimal(row.earned),
-                history=history,
-            )
-            states[pid] = result.state
-            row.events += 1
-            row.earned = result.earned_on_day
-            days[(pid, day)] = touched_days[(pid, day)] = row
-            if history is not None:
-                history.add(day)
-            _touch_wallet(wallets[pid], result.state, item.occurred_at)
-            level_up = _level_up_view(result)
-            earned_today = (
-                Decimal(days[(pid, today[pid])].earned) if (pid, today[pid]) in days else ZERO
-            )
-            view = wallet_view(tenant, wallets[pid], earned_today)
-            event = Event(
-                id=uuid.uuid4(),
-                tenant_id=tenant.id,
-                player_id=pid,
-                event_type=item.input.event_type,
-                category=result.category,
-                value=item.value,
-                occurred_at=item.occurred_at,
-                recorded_at=now,
-                source=item.source,
-                metadata=item.metadata,
-                points_awarded=result.points,
-                idempotency_key=item.key,
-                payload_hash=item.payload_hash,
-                outcome=_outcome_json(result.points, result.lines, view, level_up),
-            )
-            rows = [
-                PointTransaction(
-                    tenant_id=tenant.id,
-                    player_id=pid,
-                    kind=TransactionKind(entry.kind),
-                    amount=entry.amount,
-                    balance_after=entry.balance_after,
-                    reason=entry.reason,
-                    event_id=event.id,
-                    created_at=now,
-                )
-                for entry in result.entries
+        states[pid] = result.state
+        row.events += 1
+        row.earned = result.earned_on_day
+        days[(pid, day)] = touched[(pid, day)] = row
+        if history is not None:
+            history.add(day)
+        _touch_wallet(wallets[pid], result.state, item.occurred_at)
+        level_up = _level_up_view(result)
+        earned_today = days[(pid, today[pid])].earned if (pid, today[pid]) in days else ZERO
+        view = wallet_view(tenant, wallets[pid], earned_today)
+        event_id = uuid.uuid4()
+        outcome_data = outcome_json(result.points, result.lines, view, level_up)
+        event = EventRecord(
+            id=event_id,
+            player_id=pid,
+            event_type=item.input.event_type,
+            category=result.category,
+            value=item.value,
+            occurred_at=item.occurred_at,
+            source=item.source,
+            metadata=item.metadata,
+            points_awarded=result.points,
+        )
+        event_rows.append(
+            [
+                str(event_id),
+                tenant.id,
+                pid,
+                item.input.event_type,
+                result.category,
+                item.value,
+                item.occurred_at,
+                now,
+                item.source,
+                item.metadata_json,
+                result.points,
+                item.key,
+                item.payload_hash,
+                _dumps(outcome_data),
             ]
-            events.append(event)
-            transactions.extend(rows)
-            outcomes[item.index] = Outcome(
-                event, False, result.points, result.lines, view, level_up, rows
+        )
+        rows = []
+        for entry in result.entries:
+            rows.append(
+                TransactionRecord(
+                    pid, entry.kind, entry.amount, entry.balance_after, entry.reason, event_id, now
+                )
             )
-        for item in unknown:
-            outcomes[item.index] = _preview_new_player(tenant, rules, item, tz_of, now)
+            tx_rows.append(
+                [
+                    tenant.id,
+                    pid,
+                    entry.kind,
+                    entry.amount,
+                    entry.balance_after,
+                    entry.reason,
+                    str(event_id),
+                    None,
+                    now,
+                ]
+            )
+        transactions.extend(rows)
+        outcomes[item.index] = Outcome(
+            event, False, result.points, result.lines, view, level_up, rows
+        )
+    for item in unknown:
+        outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
-        if not dry_run and events:
-            await Event.bulk_create(events, using_db=conn)
-            if transactions:
-                await PointTransaction.bulk_create(transactions, using_db=conn)
-                await _read_back_ids(transactions, conn)
-            await Wallet.bulk_update(
-                [wallets[pid] for pid in pids],
-                fields=[
-                    "balance",
-                    "lifetime_earned",
-                    "level",
-                    "streak_current",
-                    "streak_best",
-                    "last_active_day",
-                    "last_event_at",
-                ],
-                using_db=conn,
-            )
-            await PlayerDay.bulk_create(
-                list(touched_days.values()),
-                on_conflict=["player_id", "day"],
-                update_fields=["events", "earned"],
-                using_db=conn,
-            )
+    if not dry_run and event_rows:
+        await store.insert_events(event_rows)
+        if tx_rows:
+            for row, row_id in zip(
+                transactions, await store.insert_transactions(tx_rows), strict=True
+            ):
+                row.id = row_id
+        await store.update_wallets([wallets[pid] for pid in pids], now)
+        await store.upsert_days(touched.values())
     for index, outcome in outcomes.items():
         results[index] = outcome
-    if not dry_run:
-        await _publish(rt, tenant, [outcomes[i.index] for i in known], by_pk)
+    return [outcomes[i.index] for i in known]
 
 
-async def _read_back_ids(rows: list[PointTransaction], conn: Any) -> None:
-    """bulk_create sets no ids; subscribers and clients need them. Each event's lines
-    were inserted in order, so ids sorted per event match the rows in order."""
-    by_event: dict[Any, list[PointTransaction]] = defaultdict(list)
-    for row in rows:
-        by_event[row.event_id].append(row)  # type: ignore[attr-defined]
-    found = (
-        await PointTransaction.filter(event_id__in=list(by_event))
-        .using_db(conn)
-        .order_by("id")
-        .values_list("event_id", "id")
-    )
-    ids: dict[Any, list[int]] = defaultdict(list)
-    for event_id, row_id in found:
-        ids[event_id].append(row_id)
-    for event_id, event_rows in by_event.items():
-        for row, row_id in zip(event_rows, ids[event_id], strict=True):
-            row.id = row_id
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _event_facts(item: _Item, day: date) -> EventFacts:
+def _event_facts(item: CheckedEvent, day: date) -> EventFacts:
     return EventFacts(
         event_type=item.input.event_type,
         value=item.value,
@@ -516,7 +289,7 @@ def _event_facts(item: _Item, day: date) -> EventFacts:
     )
 
 
-def _touch_wallet(wallet: Wallet, state: PlayerState, occurred_at: datetime) -> None:
+def _touch_wallet(wallet: WalletRow, state: PlayerState, occurred_at: datetime) -> None:
     wallet.balance = state.balance
     wallet.lifetime_earned = state.lifetime
     wallet.level = state.level
@@ -537,11 +310,11 @@ def _level_up_view(result: Any) -> LevelUpView | None:
 
 
 async def _histories(
-    items: list[_Item],
-    players: dict[str, Player],
+    store: IngestStore,
+    items: list[CheckedEvent],
+    players: dict[str, Any],
     day_of: dict[int, date],
     states: dict[int, PlayerState],
-    conn: Any,
 ) -> dict[int, set[date]]:
     """Active days of the players with a late event in the batch (streaks of late days)."""
     late: dict[int, date] = {}
@@ -556,35 +329,23 @@ async def _histories(
     if not late:
         return {}
     since = min(late.values()) - timedelta(days=STREAK_HISTORY_DAYS)
-    rows = (
-        await PlayerDay.filter(player_id__in=list(late), day__gte=since)
-        .using_db(conn)
-        .values_list("player_id", "day")
-    )
-    histories: dict[int, set[date]] = defaultdict(set)
-    for pid, day in rows:
-        histories[pid].add(day)
-    return {pid: histories[pid] for pid in late}
+    found = await store.active_days(sorted(late), since)
+    return {pid: set(found.get(pid, ())) for pid in late}
 
 
 def _preview_new_player(
-    tenant: Tenant, rules: PointRules, item: _Item, tz_of: dict[int, Any], now: datetime
+    tenant: Tenant, rules: PointRules, item: CheckedEvent, now: datetime
 ) -> Outcome:
     """A preview for a player who does not exist yet: a fresh state."""
     tz = zone(tenant.timezone)
+    day = local_day(item.occurred_at, tz)
     result = apply_event(
-        rules,
-        PlayerState(),
-        _event_facts(item, local_day(item.occurred_at, tz)),
-        PlayerFacts(),
-        earned_on_day=ZERO,
+        rules, PlayerState(), _event_facts(item, day), PlayerFacts(), earned_on_day=ZERO
     )
-    wallet = Wallet(
-        balance=result.state.balance,
-        lifetime_earned=result.state.lifetime,
-        level=result.state.level,
+    wallet = WalletRow(
+        0, result.state.balance, result.state.lifetime, result.state.level, 0, 0, None, None
     )
-    earned_today = result.points if local_day(item.occurred_at, tz) == local_day(now, tz) else ZERO
+    earned_today = result.points if day == local_day(now, tz) else ZERO
     return Outcome(
         None,
         False,
@@ -596,7 +357,7 @@ def _preview_new_player(
 
 
 async def _publish(
-    rt: Runtime, tenant: Tenant, outcomes: list[Outcome], by_pk: dict[int, Player]
+    rt: Runtime, tenant: Tenant, outcomes: list[Outcome], by_pk: dict[int, Any]
 ) -> None:
     messages: list[tuple[str, dict[str, Any]]] = []
     for outcome in outcomes:
@@ -641,7 +402,10 @@ async def record_event(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> Outcome:
-    (result,) = await record_events(rt, tenant, [item], dry_run=dry_run, now=now)
+    if dry_run or now is not None:
+        (result,) = await record_events(rt, tenant, [item], dry_run=dry_run, now=now)
+    else:  # concurrent callers share one transaction (app.services.coalesce)
+        result = await rt.coalescer.submit(rt, tenant, item)
     if isinstance(result, UserError):
         raise result
     return result
@@ -652,7 +416,6 @@ __all__ = [
     "EventInput",
     "LevelUpView",
     "Outcome",
-    "publish_points",
     "record_event",
     "record_events",
 ]

@@ -132,3 +132,18 @@ async def test_ledger_invariant_holds_under_concurrent_writes(rt, ops):
 
     await asyncio.gather(*(run(op) for op in ops))
     await assert_invariant()
+
+
+async def test_concurrent_single_events_are_coalesced_and_all_applied_in_order(rt):
+    """50 callers at once for one player: every event applied once, the ledger exact."""
+    tenant = await create_tenant("burst", preset="callcenter")
+    calls = [
+        ingest.EventInput("burst", "call_completed", idempotency_key=f"k{n}") for n in range(50)
+    ]
+    calls.append(ingest.EventInput("burst", "call_completed", idempotency_key="k7"))  # a repeat
+    outcomes = await asyncio.gather(*(ingest.record_event(rt, tenant, c) for c in calls))
+    assert sum(o.points for o in outcomes if not o.duplicate) == 500  # 50 × 10
+    assert [o.duplicate for o in outcomes].count(True) == 1
+    balances = sorted(o.wallet.balance for o in outcomes if not o.duplicate)
+    assert balances == [Decimal(10 * n) for n in range(1, 51)]  # one after another
+    await assert_invariant()

@@ -1,0 +1,66 @@
+"""Concurrent single events for one tenant are applied together.
+
+Each `record_event` call waits on a future; one drain task per tenant takes every
+event queued so far and applies them as one batch (one transaction, bulk writes).
+A lone caller is served at once; under load, throughput becomes that of batches.
+Results are exactly those of applying the events one after another in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from app.errors import UserError
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+    from app.services.event_input import EventInput, Outcome
+    from models import Tenant
+
+MAX_COALESCED = 500
+
+
+@dataclass
+class _Queue:
+    tenant: Tenant
+    items: list[tuple[EventInput, asyncio.Future[Outcome | UserError]]] = field(
+        default_factory=list
+    )
+    drain: asyncio.Task[None] | None = None
+
+
+class Coalescer:
+    def __init__(self) -> None:
+        self._queues: dict[int, _Queue] = {}
+
+    async def submit(self, rt: Runtime, tenant: Tenant, item: EventInput) -> Outcome | UserError:
+        future: asyncio.Future[Outcome | UserError] = asyncio.get_running_loop().create_future()
+        queue = self._queues.setdefault(tenant.id, _Queue(tenant))
+        queue.items.append((item, future))
+        if queue.drain is None:
+            queue.drain = asyncio.create_task(self._drain(rt, queue))
+        # The drain finishes the work even if this caller goes away.
+        return await asyncio.shield(future)
+
+    async def _drain(self, rt: Runtime, queue: _Queue) -> None:
+        from app.services.ingest import record_events
+
+        try:
+            while queue.items:
+                batch, queue.items = queue.items[:MAX_COALESCED], queue.items[MAX_COALESCED:]
+                try:
+                    results = await record_events(rt, queue.tenant, [i for i, _ in batch])
+                except Exception as exc:  # the whole batch failed: each caller learns why
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            queue.drain = None
+            if not queue.items:
+                self._queues.pop(queue.tenant.id, None)
