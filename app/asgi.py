@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime
+from app.services.access import listen_for_revocations
 from app.settings import Settings
 from schema import build_schema
 
@@ -54,6 +56,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 stack.push_async_callback(rt.redis.aclose)
             await rt.hub.connect()
             stack.push_async_callback(rt.hub.disconnect)
+            revocations = asyncio.create_task(listen_for_revocations(rt.hub))
+
+            async def stop_listening() -> None:  # before the hub closes its connections
+                revocations.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await revocations
+
+            stack.push_async_callback(stop_listening)
             if not settings.production:
                 log.warning(
                     "DEV MODE: requests without credentials act as admin of tenant "

@@ -194,10 +194,16 @@ def apikey_create(
 @apikey_cli.command("revoke")
 def apikey_revoke(prefix: Annotated[str, typer.Argument(help="The key or its prefix.")]) -> None:
     """Revoke an API key: it stops working at once."""
+    from app.runtime import Runtime
     from app.services.access import revoke_api_key
 
     async def work(settings: Settings) -> Any:
-        return await revoke_api_key(prefix)
+        rt = Runtime(settings=settings)  # tells running servers (through Redis) at once
+        await rt.hub.connect()
+        try:
+            return await revoke_api_key(prefix, rt.hub)
+        finally:
+            await rt.hub.disconnect()
 
     row = _run(work)
     console.print(f"revoked key {row.prefix}")

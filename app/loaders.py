@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
@@ -13,14 +14,34 @@ from models import Player, Team, Tenant, Wallet
 
 
 class Loaders:
+    """Each loader is made on first use: most requests need none of them."""
+
     def __init__(self, tenant: Tenant | None) -> None:
         self.tenant = tenant
-        self.team = DataLoader(self._teams)
-        self.team_members = DataLoader(self._team_members)
-        self.player_by_pk = DataLoader(self._players)
-        self.wallet = DataLoader(self._wallets)
-        self.wallet_view = DataLoader(self._wallet_views)
-        self.stats = DataLoader(self._stats)
+
+    @cached_property
+    def team(self) -> DataLoader[int, Team | None]:
+        return DataLoader(self._teams)
+
+    @cached_property
+    def team_members(self) -> DataLoader[int, list[Player]]:
+        return DataLoader(self._team_members)
+
+    @cached_property
+    def player_by_pk(self) -> DataLoader[int, Player | None]:
+        return DataLoader(self._players)
+
+    @cached_property
+    def wallet(self) -> DataLoader[int, Wallet | None]:
+        return DataLoader(self._wallets)
+
+    @cached_property
+    def wallet_view(self) -> DataLoader[tuple[int, date], ledger.WalletView]:
+        return DataLoader(self._wallet_views)
+
+    @cached_property
+    def stats(self) -> DataLoader[int, ledger.Stats]:
+        return DataLoader(self._stats)
 
     async def _teams(self, ids: Sequence[int]) -> list[Team | None]:
         found = await player_service.teams_by_ids(ids)

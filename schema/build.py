@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import AddValidationRules, MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.tools import merge_types
 
 from app.errors import AuthError
@@ -14,6 +15,9 @@ def _mask(error: GraphQLError) -> bool:
     """Hide unexpected errors' internals; keep auth, validation and input errors."""
     original = error.original_error
     return not (original is None or isinstance(original, (AuthError, ValueError)))
+
+
+DEPTH_LIMIT = create_validator(max_depth=12, should_ignore=None)
 
 
 def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
@@ -29,7 +33,9 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     extensions: list = [
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: QueryDepthLimiter(max_depth=12),
+        # The depth rule class is made once: ValidationCache keys on the rule classes,
+        # and QueryDepthLimiter would make a new class per request (never a cache hit).
+        lambda: AddValidationRules([DEPTH_LIMIT]),
     ]
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_mask))

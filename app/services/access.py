@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
+from tortoise import Tortoise
 
 from app import auth
 from app.auth import Access, allows
 from app.errors import AuthError, ErrorCode, Forbidden, UserError
+from app.realtime import Hub
 from app.services.tenants import DEFAULT_TENANT, get_tenant
 from app.settings import Settings
 from models import ApiKey, Role, Tenant
 
 # Writing last_used_at on every request would cost a write per call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# A verified key is remembered this long per process (a database round trip saved per
+# request). Revocation drops it at once in every process that hears about it on the
+# hub (all of them with Redis); the TTL bounds it otherwise.
+KEY_CACHE_SECONDS = 5.0
+KEYS_CHANNEL = "auth:keys"
+_verified: dict[str, tuple[float, str, Viewer]] = {}  # prefix -> (expires, key hash, viewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +67,67 @@ async def authenticate(settings: Settings, credential: str | None) -> Viewer:
     return await _player_token_viewer(settings, credential)
 
 
+TENANT_COLUMNS = (
+    "id",
+    "slug",
+    "name",
+    "preset",
+    "config",
+    "config_version",
+    "timezone",
+    "signing_secret",
+    "created_at",
+)
+
+
 async def _api_key_viewer(key: str) -> Viewer:
     prefix = auth.split_api_key(key)
-    row = await ApiKey.get_or_none(prefix=prefix).select_related("tenant") if prefix else None
-    if row is None or not auth.key_matches(key, row.key_hash):
+    cached = _verified.get(prefix) if prefix else None
+    if cached is not None and cached[0] > time.monotonic() and auth.key_matches(key, cached[1]):
+        return cached[2]
+    row = await _key_with_tenant(prefix) if prefix else None
+    if row is None or not auth.key_matches(key, row["key_hash"]):
         raise AuthError("invalid API key")
-    if row.revoked:
+    if row["revoked"]:
         raise AuthError("this API key has been revoked")
     now = datetime.now(UTC)
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
-        await ApiKey.filter(id=row.id).update(last_used_at=now)
-    return Viewer(tenant=row.tenant, access=Access(row.role.value), api_key_id=row.id)
+    last_used = row["last_used_at"]
+    if isinstance(last_used, str):
+        last_used = datetime.fromisoformat(last_used)
+    if last_used is not None and last_used.tzinfo is None:
+        last_used = last_used.replace(tzinfo=UTC)
+    if last_used is None or now - last_used > LAST_USED_RESOLUTION:
+        await ApiKey.filter(id=row["key_id"]).update(last_used_at=now)
+    tenant = Tenant._init_from_db(**{column: row[column] for column in TENANT_COLUMNS})
+    viewer = Viewer(tenant=tenant, access=Access(row["role"]), api_key_id=row["key_id"])
+    if len(_verified) > 10_000:
+        _verified.clear()
+    _verified[prefix] = (time.monotonic() + KEY_CACHE_SECONDS, row["key_hash"], viewer)
+    return viewer
+
+
+def forget_key(prefix: str) -> None:
+    _verified.pop(prefix, None)
+
+
+async def listen_for_revocations(hub: Hub) -> None:
+    """Runs for the server's lifetime: revoked keys stop working in this process at once."""
+    async with hub.subscribe(KEYS_CHANNEL) as messages:
+        async for message in messages:
+            forget_key(str(message.get("revoked", "")))
+
+
+async def _key_with_tenant(prefix: str) -> dict | None:
+    """Every authenticated request runs this: one prepared statement, no ORM building."""
+    conn = Tortoise.get_connection("default")
+    mark = "$1" if conn.capabilities.dialect == "postgres" else "?"
+    columns = ", ".join(f"t.{c}" for c in TENANT_COLUMNS)
+    rows = await conn.execute_query_dict(
+        f"SELECT k.id AS key_id, k.key_hash, k.role, k.revoked, k.last_used_at, {columns} "
+        f"FROM api_key k JOIN tenant t ON t.id = k.tenant_id WHERE k.prefix = {mark}",
+        [prefix],
+    )
+    return rows[0] if rows else None
 
 
 async def _player_token_viewer(settings: Settings, token: str) -> Viewer:
@@ -111,13 +170,17 @@ async def create_api_key(tenant_slug: str, role: str, name: str = "") -> tuple[A
     return row, new.key
 
 
-async def revoke_api_key(prefix_or_key: str) -> ApiKey:
+async def revoke_api_key(prefix_or_key: str, hub: Hub | None = None) -> ApiKey:
+    """Revokes at once here, and in every server that hears it on the hub."""
     prefix = auth.split_api_key(prefix_or_key) or prefix_or_key
     row = await ApiKey.get_or_none(prefix=prefix)
     if row is None:
         raise UserError(ErrorCode.NOT_FOUND, f"no API key with prefix {prefix!r}", "key")
     await ApiKey.filter(id=row.id).update(revoked=True)
     row.revoked = True
+    forget_key(prefix)
+    if hub is not None:
+        await hub.publish(KEYS_CHANNEL, {"revoked": prefix})
     return row
 
 

@@ -90,3 +90,19 @@ async def test_a_player_token_subscribes_to_its_own_player_only(server, default_
     error = refused["payload"]["errors"][0]
     assert error["extensions"]["code"] == "FORBIDDEN" and "own player" in error["message"]
     await ws.close()
+
+
+@pytest.mark.redis
+async def test_a_revoked_key_stops_at_once_on_a_server_that_had_it_cached(server, settings):
+    from tests.service.test_cli import questline
+
+    row, key = await access.create_api_key("default", "viewer")
+    body = {"query": "{ players { id } }"}
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        ok = await http.post("/graphql", json=body, headers=headers)
+        assert ok.status_code == 200 and "errors" not in ok.json()  # now cached by that server
+        revoked = questline(settings, "apikey", "revoke", row.prefix)
+        assert revoked.returncode == 0, revoked.stderr
+        refused = await http.post("/graphql", json=body, headers=headers)
+    assert "revoked" in refused.json()["errors"][0]["message"]

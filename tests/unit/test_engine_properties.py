@@ -1,0 +1,156 @@
+"""Properties of the pure engine, checked with hypothesis: exact lines, caps that
+hold, streaks independent of arrival order, monotonic levels, bounded decay."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.engine import decay, levels, streaks
+from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
+from app.engine.points import CENT
+from app.engine.rules import Decay, parse_rules
+
+money = st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False)
+factor = st.decimals(min_value=0, max_value=5, places=3, allow_nan=False)
+
+step = st.one_of(
+    st.builds(lambda p: {"type": "base", "points": str(p)}, money),
+    st.builds(lambda p: {"type": "per_unit", "points": str(p)}, factor),
+    st.just({"type": "category_weight"}),
+    st.builds(
+        lambda p: {"type": "add", "points": str(p)},
+        st.decimals(min_value=-50, max_value=50, places=2),
+    ),
+    st.builds(lambda f: {"type": "multiply", "factor": str(f)}, factor),
+    st.builds(
+        lambda p, d, m: {
+            "type": "streak_bonus",
+            "percent_per_day": str(p),
+            "from_day": d,
+            "max_percent": str(m),
+        },
+        st.decimals(min_value=0, max_value=20, places=1),
+        st.integers(1, 5),
+        st.decimals(min_value=0, max_value=100, places=0),
+    ),
+    st.builds(
+        lambda f, d: {"type": "streak_multiplier", "factor": str(f), "from_day": d},
+        factor,
+        st.integers(1, 5),
+    ),
+    st.builds(lambda m: {"type": "cap", "max": str(m)}, money),
+    st.builds(lambda p: {"type": "round", "places": p}, st.integers(0, 2)),
+)
+
+
+def _rules(steps, cap=None):
+    config = {
+        "rules": [{"event_type": "*", "steps": steps}],
+        "categories": {"finance": {"weight": 2.0}, "social": {"weight": 0.8}},
+        "level_formula": {"step": 100},
+        "level_up_bonus": 5,
+    }
+    if cap is not None:
+        config["daily_cap"] = {"base": str(cap), "per_level": 10}
+    return parse_rules(config)
+
+
+@given(
+    steps=st.lists(step, max_size=8),
+    value=st.decimals(min_value=0, max_value=1000, places=3),
+    category=st.sampled_from([None, "finance", "social"]),
+    streak_days=st.integers(0, 12),
+)
+def test_lines_sum_exactly_to_the_award_which_is_never_negative(
+    steps, value, category, streak_days
+):
+    rules = _rules(steps)
+    last = date(2026, 1, 10)
+    state = PlayerState(
+        streak=streaks.StreakState(streak_days, streak_days, last if streak_days else None)
+    )
+    result = apply_event(
+        rules,
+        state,
+        EventFacts("x", value, last + timedelta(days=1), category),
+        PlayerFacts(),
+        earned_on_day=Decimal(0),
+    )
+    assert sum(line.amount for line in result.lines) == result.points
+    assert result.points >= 0
+    assert all(line.amount == line.amount.quantize(CENT) for line in result.lines)
+    earned = sum((e.amount for e in result.entries), Decimal(0))
+    assert result.state.balance == earned  # the ledger lines make the balance
+    assert result.entries == [] or result.entries[-1].balance_after == result.state.balance
+
+
+@given(awards=st.lists(money, min_size=1, max_size=30), cap=money)
+def test_a_days_awards_never_exceed_its_cap(awards, cap):
+    rules = _rules([{"type": "per_unit", "points": "1"}], cap=cap)
+    state, earned_today = PlayerState(), Decimal(0)
+    day = date(2026, 3, 1)
+    for amount in awards:
+        result = apply_event(
+            rules, state, EventFacts("x", amount, day), PlayerFacts(), earned_on_day=earned_today
+        )
+        cap_now = levels.daily_cap(rules, levels.info(state.level, rules))
+        assert result.earned_on_day <= max(cap_now, earned_today)
+        state, earned_today = result.state, result.earned_on_day
+
+
+def _reference(days: set[date]) -> tuple[int, int]:
+    """(run ending at the last day, longest run) computed directly from the set."""
+    last = max(days)
+    best = max(streaks.run_ending(days, d) for d in days)
+    return streaks.run_ending(days, last), best
+
+
+@given(offsets=st.lists(st.integers(0, 40), min_size=1, max_size=25))
+def test_streaks_do_not_depend_on_arrival_order(offsets):
+    start = date(2026, 1, 1)
+    state, seen = streaks.StreakState(), set()
+    for offset in offsets:
+        day = start + timedelta(days=offset)
+        if streaks.is_late(state, day):
+            state, on_day = streaks.observe_late(state, day, seen)
+        else:
+            state, on_day = streaks.observe(state, day)
+        seen.add(day)
+        assert on_day == streaks.run_ending(seen, day)
+    current, best = _reference(seen)
+    assert (state.current, state.best, state.last_active_day) == (current, best, max(seen))
+
+
+@given(a=money, b=money)
+def test_levels_are_monotonic_and_contain_their_lifetime(a, b):
+    rules = parse_rules(
+        {
+            "rules": [],
+            "levels": [
+                {"number": 1, "name": "Bronze", "lifetime_points": 0},
+                {"number": 2, "name": "Silver", "lifetime_points": 1000},
+                {"number": 3, "name": "Gold", "lifetime_points": 5000},
+            ],
+        }
+    )
+    low, high = sorted((a, b))
+    assert levels.level_for(low, rules).number <= levels.level_for(high, rules).number
+    info = levels.level_for(a, rules)
+    assert info.lifetime_points_required <= a
+    assert info.next_level_at is None or a < info.next_level_at
+    assert 0 <= info.progress(a) <= 1
+
+
+@given(balance=money, percent=st.decimals(min_value="0.01", max_value=100, places=2))
+def test_decay_never_takes_more_than_the_balance_and_is_due_once(balance, percent):
+    rule = Decay(after_days=30, percent=percent)
+    taken = decay.amount(rule, balance)
+    assert 0 <= taken <= balance and taken == taken.quantize(CENT)
+    last = datetime(2026, 1, 1, tzinfo=UTC)
+    now = last + timedelta(days=31)
+    assert decay.is_due(rule, last, None, now)
+    assert not decay.is_due(rule, last, now, now + timedelta(days=1))
