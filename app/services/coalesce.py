@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from models import Tenant
 
 MAX_COALESCED = 500
+# Two batches in flight: while one waits on the database the next is computed. Wallet
+# locks (taken in player order) keep each player's events one after another.
+MAX_IN_FLIGHT = 2
 
 
 @dataclass
@@ -28,19 +31,22 @@ class _Queue:
     items: list[tuple[EventInput, asyncio.Future[Outcome | UserError]]] = field(
         default_factory=list
     )
-    drain: asyncio.Task[None] | None = None
+    drains: int = 0
 
 
 class Coalescer:
     def __init__(self) -> None:
         self._queues: dict[int, _Queue] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
     async def submit(self, rt: Runtime, tenant: Tenant, item: EventInput) -> Outcome | UserError:
         future: asyncio.Future[Outcome | UserError] = asyncio.get_running_loop().create_future()
         queue = self._queues.setdefault(tenant.id, _Queue(tenant))
         queue.items.append((item, future))
-        if queue.drain is None:
-            queue.drain = asyncio.create_task(self._drain(rt, queue))
+        if queue.drains < MAX_IN_FLIGHT:
+            queue.drains += 1
+            self._tasks.add(task := asyncio.create_task(self._drain(rt, queue)))
+            task.add_done_callback(self._tasks.discard)
         # The drain finishes the work even if this caller goes away.
         return await asyncio.shield(future)
 
@@ -61,6 +67,6 @@ class Coalescer:
                     if not future.done():
                         future.set_result(result)
         finally:
-            queue.drain = None
-            if not queue.items:
+            queue.drains -= 1
+            if not queue.drains and not queue.items:
                 self._queues.pop(queue.tenant.id, None)

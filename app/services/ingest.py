@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
@@ -111,28 +113,18 @@ async def record_events(
         raise UserError(ErrorCode.LIMIT_REACHED, f"at most {MAX_BATCH} events per batch", "input")
     now = now or datetime.now(UTC)
     rules = rules_for(tenant)
-    results: list[Outcome | UserError | None] = [None] * len(inputs)
-    items: list[CheckedEvent] = []
+    checked: list[CheckedEvent | UserError] = []
     for index, raw in enumerate(inputs):
         try:
-            items.append(check_event(index, raw, rules, now))
+            checked.append(check_event(index, raw, rules, now))
         except UserError as exc:
-            results[index] = exc
-    published: list[Outcome] = []
-    by_pk: dict[int, Any] = {}
-    # One connection for the whole batch: no pool round trips between the steps.
-    async with in_transaction() as conn:
-        store = _store(conn)
-        items = await sort_duplicates(
-            tenant, items, results, rules, lambda keys: store.idempotency_hits(tenant.id, keys)
-        )
-        todo = [item for item in items if item.duplicate_of is None]
-        if todo:
-            players = await _players(
-                store, tenant, {i.input.player_id for i in todo}, create=not dry_run
-            )
-            by_pk = {p.id: p for p in players.values()}
-            published = await _process(store, tenant, rules, todo, players, results, now, dry_run)
+            checked.append(exc)
+    try:
+        results, items, published, by_pk = await _apply(tenant, rules, checked, now, dry_run)
+    except IntegrityError:
+        # A batch in flight committed the same idempotency key first: run again, and the
+        # repeat is found and replayed like any duplicate.
+        results, items, published, by_pk = await _apply(tenant, rules, checked, now, dry_run)
     if not dry_run and published:
         await _publish(rt, tenant, published, by_pk)
     for item in items:
@@ -145,6 +137,35 @@ async def record_events(
             else:
                 results[item.index] = first
     return [r if r is not None else UserError(ErrorCode.INVALID, "not processed") for r in results]
+
+
+async def _apply(
+    tenant: Tenant,
+    rules: PointRules,
+    checked: list[CheckedEvent | UserError],
+    now: datetime,
+    dry_run: bool,
+) -> tuple[list[Outcome | UserError | None], list[CheckedEvent], list[Outcome], dict[int, Any]]:
+    """One attempt, in one transaction on one connection."""
+    results: list[Outcome | UserError | None] = [
+        c if isinstance(c, UserError) else None for c in checked
+    ]
+    items = [replace(c, duplicate_of=None) for c in checked if not isinstance(c, UserError)]
+    published: list[Outcome] = []
+    by_pk: dict[int, Any] = {}
+    async with in_transaction() as conn:
+        store = _store(conn)
+        items = await sort_duplicates(
+            tenant, items, results, rules, lambda keys: store.idempotency_hits(tenant.id, keys)
+        )
+        todo = [item for item in items if item.duplicate_of is None]
+        if todo:
+            players = await _players(
+                store, tenant, {i.input.player_id for i in todo}, create=not dry_run
+            )
+            by_pk = {p.id: p for p in players.values()}
+            published = await _process(store, tenant, rules, todo, players, results, now, dry_run)
+    return results, items, published, by_pk
 
 
 async def _process(

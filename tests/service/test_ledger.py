@@ -147,3 +147,39 @@ async def test_concurrent_single_events_are_coalesced_and_all_applied_in_order(r
     balances = sorted(o.wallet.balance for o in outcomes if not o.duplicate)
     assert balances == [Decimal(10 * n) for n in range(1, 51)]  # one after another
     await assert_invariant()
+
+
+@pytest.mark.postgres
+async def test_batches_racing_with_one_idempotency_key_apply_it_once(rt):
+    tenant = await create_tenant("race", preset="habits")
+
+    def batch(n):
+        return [
+            ingest.EventInput("r", "x", value=5, idempotency_key="same"),
+            ingest.EventInput(f"other{n}", "x", value=1),
+        ]
+
+    first, second = await asyncio.gather(
+        *(ingest.record_events(rt, tenant, batch(n)) for n in range(2))
+    )
+    flags = sorted([first[0].duplicate, second[0].duplicate])
+    assert flags == [False, True]
+    assert await PointTransaction.filter(player__external_id="r").count() == 1
+    await assert_invariant()
+
+
+@pytest.mark.postgres
+async def test_concurrent_batches_over_the_same_players_neither_deadlock_nor_drift(rt):
+    import random
+
+    tenant = await create_tenant("overlap", preset="habits")
+    rng = random.Random(7)
+
+    def batch():
+        players = [f"p{rng.randrange(20)}" for _ in range(60)]
+        return [ingest.EventInput(p, "x", value=1) for p in players]
+
+    results = await asyncio.gather(*(ingest.record_events(rt, tenant, batch()) for _ in range(6)))
+    assert all(isinstance(o, ingest.Outcome) for batch_results in results for o in batch_results)
+    assert await PointTransaction.filter(tenant=tenant).count() == 360
+    await assert_invariant()
