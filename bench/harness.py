@@ -1,0 +1,519 @@
+"""Process, server and machine plumbing for the ingest bench: children, pinning, load, databases."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loadgen import RawClient
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OUT = BENCH / "out"  # git-ignored
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_DB = "questline_bench"
+PG_URL = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_PREFIX = "qlbench"
+SQLITE_DIR = Path("/tmp/qlbench")
+SQLITE_FILE = SQLITE_DIR / "bench.sqlite3"
+SERVER_CORE, CLIENT_CORE = 0, 1
+MIB = 1024 * 1024
+
+
+class BenchBlocked(Exception):
+    """The server cannot be benchmarked yet (e.g. the mutation is missing)."""
+
+
+class SetupError(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def ncores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+PINNING = "none"
+
+
+def pinned(cmd: list[str], core: int) -> tuple[list[str], Callable[[], None] | None]:
+    """The command pinned to one core: taskset, else sched_setaffinity, else unpinned."""
+    if PINNING == "taskset":
+        return ["taskset", "-c", str(core), *cmd], None
+    if PINNING == "sched_setaffinity":
+        return cmd, lambda: os.sched_setaffinity(0, {core})
+    return cmd, None
+
+
+def choose_pinning() -> str:
+    if (os.cpu_count() or 1) < 2:
+        return "none"
+    if shutil.which("taskset"):
+        return "taskset"
+    return "sched_setaffinity" if hasattr(os, "sched_setaffinity") else "none"
+
+
+class Processes:
+    """Every child we start, so that all of them stop even on errors or Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[Any]] = []
+
+    def popen(self, cmd: list[str], core: int | None = None, **kwargs: Any) -> subprocess.Popen:
+        preexec = None
+        if core is not None:
+            cmd, preexec = pinned(cmd, core)
+        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=preexec, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(reversed(self.procs)):
+            try:
+                self.stop(proc)
+            except Exception as exc:  # keep stopping the others
+                log(f"could not stop pid {proc.pid}: {exc}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vm_hwm(pid: int) -> int | None:
+    """Peak resident set size (bytes) of a process, from /proc/<pid>/status."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cores_busy() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per core from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if re.match(r"cpu\d+ ", line):
+            name, *vals = line.split()
+            nums = [int(v) for v in vals]
+            idle = nums[3] + nums[4]
+            out[name] = (sum(nums[:8]) - idle, sum(nums[:8]))
+    return out
+
+
+def busy_share(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict:
+    share = {}
+    for name, (busy, total) in after.items():
+        b0, t0 = before.get(name, (0, 0))
+        share[name] = round((busy - b0) / (total - t0), 3) if total > t0 else None
+    return share
+
+
+class Server:
+    """One uvicorn worker pinned to the server core."""
+
+    def __init__(self, procs: Processes, name: str, app: list[str], env: dict[str, str]) -> None:
+        self.procs, self.name, self.env = procs, name, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/graphql"
+        self.log_path = OUT / "ingest-logs" / f"{name}.log"
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        self.proc: subprocess.Popen[Any] | None = None
+
+    def start(self, timeout: float = 40.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logfile = self.log_path.open("ab")
+        try:
+            self.proc = self.procs.popen(
+                self.cmd,
+                core=SERVER_CORE,
+                cwd=ROOT,
+                env=self.env,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            logfile.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SetupError(
+                    f"{self.name} server exited ({self.proc.returncode}): {self.tail()}"
+                )
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    reply = s.recv(4096)
+                if reply.startswith(b"HTTP/1.1 200") and reply.rstrip().endswith(b"ok"):
+                    return
+            time.sleep(0.1)
+        raise SetupError(f"{self.name} server not healthy after {timeout}s: {self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def peak_rss(self) -> int | None:
+        """VmHWM of the worker (uvicorn --workers 1 serves in this very process)."""
+        return vm_hwm(self.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.procs.stop(self.proc)
+            self.proc = None
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 180.0) -> str:
+    cmd = [sys.executable, "-m", "app.cli", *args]
+    result = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise SetupError(f"`{shlex.join(cmd[1:])}` failed ({result.returncode}): {result.stderr}")
+    return result.stdout
+
+
+# ---------------------------------------------------------------- load
+
+
+def loadgen(
+    procs: Processes,
+    args: argparse.Namespace,
+    server: Server,
+    key: str,
+    op: str,
+    concurrency: int,
+    *,
+    client: str | None = None,
+    duration: float | None = None,
+) -> dict[str, Any]:
+    duration = duration or args.duration
+    tag = f"{server.name}-{op}{concurrency}-{uuid.uuid4().hex[:10]}"
+    cmd = [
+        sys.executable,
+        str(BENCH / "loadgen.py"),
+        f"--url={server.url}",
+        f"--key={key}",
+        f"--op={op}",
+        f"--client={client or args.client}",
+        f"--concurrency={concurrency}",
+        f"--duration={duration}",
+        f"--warmup={args.warmup}",
+        f"--batch-size={args.batch_size}",
+        f"--players={args.players}",
+        f"--tag={tag}",
+        f"--timeout={args.request_timeout}",
+    ]
+    cpu0, cores0, t0 = proc_cpu_seconds(server.pid), cores_busy(), time.monotonic()
+    proc = procs.popen(
+        cmd, core=CLIENT_CORE, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        out, err = proc.communicate(timeout=duration + args.warmup + args.request_timeout + 60)
+    except subprocess.TimeoutExpired:
+        procs.stop(proc)
+        raise SetupError(f"load generator ({op}, {concurrency}) did not finish in time") from None
+    procs.stop(proc)
+    wall = time.monotonic() - t0
+    cpu1, cores1 = proc_cpu_seconds(server.pid), cores_busy()
+    try:
+        result = json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SetupError(f"load generator crashed: {err.decode()[-2000:]}") from None
+    if result.get("error", "") and result["error"].startswith("schema:"):
+        raise BenchBlocked(result["error"])
+    if result.get("error"):
+        raise SetupError(f"load generator: {result['error']}")
+    result["server_cpu_util"] = (
+        round((cpu1 - cpu0) / wall, 3) if cpu0 is not None and cpu1 is not None else None
+    )
+    result["cores_busy"] = busy_share(cores0, cores1)
+    p = result
+    log(
+        f"  {server.name:10} {op:7} x{concurrency:<3} {p['events_per_s']:>9,.0f} ev/s  "
+        f"p50 {p['p50_ms'] or 0:7.2f} ms  p99 {p['p99_ms'] or 0:7.2f} ms  "
+        f"failures {p['failures']}  server cpu {p['server_cpu_util'] or 0:.0%}  "
+        f"client cpu {p['client_cpu_util'] or 0:.0%}"
+    )
+    for sample in p["failure_samples"]:
+        log(f"    failure: {sample}")
+    return result
+
+
+async def graphql_calls(url: str, key: str, bodies: list[bytes], concurrency: int) -> list:
+    """POST the bodies over a few raw keep-alive connections; answers in order."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    answers: list[Any] = [None] * len(bodies)
+    queue = list(enumerate(bodies))
+
+    async def work() -> None:
+        client = RawClient(url, headers)
+        try:
+            while queue:
+                i, body = queue.pop()
+                answers[i] = await asyncio.wait_for(client.post(body), 30)
+        finally:
+            await client.close()
+
+    await asyncio.gather(*(work() for _ in range(max(1, min(concurrency, len(bodies))))))
+    return answers
+
+
+def gql(query: str, variables: dict[str, Any]) -> bytes:
+    return json.dumps({"query": query, "variables": variables}).encode()
+
+
+# ---------------------------------------------------------------- databases
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(QUESTLINE_ENV="dev", REDIS_PREFIX=REDIS_PREFIX, PYTHONUNBUFFERED="1")
+    return env
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    env = base_env()
+    if backend == "postgres":
+        env.update(DATABASE_URL=PG_URL, REDIS_URL=REDIS_URL)
+    else:
+        env.update(DATABASE_URL=f"sqlite://{SQLITE_FILE}", REDIS_URL="")
+    return env
+
+
+async def pg_recreate() -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {PG_DB}")
+    finally:
+        await conn.close()
+
+
+def redis_cleanup() -> int:
+    """Delete this bench's keys (prefix qlbench:) only; never FLUSHDB."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        deleted = 0
+        batch: list[bytes] = []
+        for name in client.scan_iter(match=f"{REDIS_PREFIX}:*", count=1000):
+            batch.append(name)
+            if len(batch) >= 1000:
+                deleted += client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += client.delete(*batch)
+        return deleted
+    finally:
+        client.close()
+
+
+def prepare(backend: str) -> str:
+    """Fresh database, migrated and seeded; returns a new admin key."""
+    env = backend_env(backend)
+    if backend == "postgres":
+        asyncio.run(pg_recreate())
+        removed = redis_cleanup()
+        log(f"  recreated database {PG_DB}; removed {removed} Redis keys {REDIS_PREFIX}:*")
+    else:
+        SQLITE_DIR.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{SQLITE_FILE}{suffix}").unlink(missing_ok=True)
+        log(f"  removed {SQLITE_FILE}")
+    run_cli(["migrate"], env)
+    run_cli(["seed"], env)
+    out = run_cli(
+        ["apikey", "create", "--tenant", "default", "--role", "admin", "--name", "bench"], env
+    )
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    if not lines:
+        raise SetupError("apikey create printed no key")
+    log("  migrated, seeded, admin key created")
+    return lines[-1]
+
+
+# ---------------------------------------------------------------- environment
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = match.group(1).strip() if match else cpu
+    ram = None
+    with contextlib.suppress(OSError, AttributeError):
+        match = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        ram = int(match.group(1)) * 1024
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(ram / 1024**3, 1) if ram else None,
+        "kernel": platform.release(),
+    }
+
+
+SOURCE_DIRS = ("app", "models", "schema", "resolvers", "migrations")
+
+
+def source_fingerprint() -> str:
+    """A hash of the server's source, to tell whether the code changed during the bench."""
+    digest = hashlib.sha256()
+    for folder in SOURCE_DIRS:
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def git_state() -> str:
+    """HEAD and the number of uncommitted paths (read-only git commands)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    dirty = len([line for line in status.splitlines() if line.strip()])
+    return f"{head}" + (f" + {dirty} uncommitted paths" if dirty else "")
+
+
+def versions(backends: list[str]) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in (
+        "strawberry-graphql",
+        "starlette",
+        "uvicorn",
+        "tortoise-orm",
+        "asyncpg",
+        "aiosqlite",
+        "redis",
+        "hiredis",
+        "uvloop",
+        "httptools",
+        "httpx",
+        "h11",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    out["sqlite (library)"] = sqlite3.sqlite_version
+
+    async def pg_version() -> str:
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            return await conn.fetchval("SHOW server_version")
+        finally:
+            await conn.close()
+
+    try:
+        out["PostgreSQL server"] = asyncio.run(pg_version())
+    except Exception as exc:
+        out["PostgreSQL server"] = f"unavailable ({type(exc).__name__})"
+        if "postgres" in backends:
+            raise SetupError(f"PostgreSQL unavailable at {PG_ADMIN_DSN}: {exc}") from exc
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            out["Redis server"] = str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+    except Exception as exc:
+        out["Redis server"] = f"unavailable ({type(exc).__name__})"
+        if "postgres" in backends:
+            raise SetupError(f"Redis unavailable at {REDIS_URL}: {exc}") from exc
+    return out
