@@ -68,8 +68,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Start-up made a large, long-lived heap (schema, models, ORM state): freeze it
             # so the cyclic GC stops rescanning it; its full passes were the long tail
             # of request latency.
-            gc.collect()
-            gc.freeze()
+            if not gc.get_freeze_count():  # once per process
+                gc.collect()
+                gc.freeze()
             if not settings.production:
                 log.warning(
                     "DEV MODE: requests without credentials act as admin of tenant "
