@@ -282,14 +282,11 @@ async def _process(
         outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
     if not dry_run and event_rows:
-        await store.insert_events(event_rows)
-        if tx_rows:
-            for row, row_id in zip(
-                transactions, await store.insert_transactions(tx_rows), strict=True
-            ):
-                row.id = row_id
-        await store.update_wallets([wallets[pid] for pid in pids], now)
-        await store.upsert_days(touched.values())
+        ids = await store.write_batch(
+            event_rows, tx_rows, [wallets[pid] for pid in pids], touched.values(), now
+        )
+        for row, row_id in zip(transactions, ids, strict=True):
+            row.id = row_id
     for index, outcome in outcomes.items():
         results[index] = outcome
     return [outcomes[i.index] for i in known]
