@@ -57,32 +57,40 @@ def _test_database_url(tmp: Path) -> str:
     if not IS_POSTGRES:
         return f"sqlite://{tmp / 'questline-test.sqlite3'}"
     parts = urlsplit(DATABASE_URL)
-    name = (parts.path.lstrip("/") or "questline") + "_test"
+    # One database per test session: two sessions on one machine (a developer and CI)
+    # must not drop each other's tables.
+    name = f"{parts.path.lstrip('/') or 'questline'}_test_{RUN_ID}"
     return urlunsplit(parts._replace(path=f"/{name}", query=""))
 
 
-async def _recreate_postgres(url: str) -> None:
+async def _admin_execute(url: str, *statements: str) -> None:
     import asyncpg
 
     parts = urlsplit(url)
-    name = parts.path.lstrip("/")
     admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            await conn.execute(statement)
     finally:
         await conn.close()
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Created and migrated once per session, with the real migrations."""
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Created and migrated once per session, with the real migrations; dropped after."""
     url = _test_database_url(tmp_path_factory.mktemp("db"))
+    name = urlsplit(url).path.lstrip("/")
     if IS_POSTGRES:
-        asyncio.run(_recreate_postgres(url))
+        asyncio.run(
+            _admin_execute(
+                url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
+            )
+        )
     asyncio.run(run_migrations(Settings(database_url=url)))
-    return url
+    yield url
+    if IS_POSTGRES:
+        asyncio.run(_admin_execute(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
