@@ -1,5 +1,6 @@
 """Tortoise models, one module per aggregate; every row carries its tenant."""
 
+from models.leaderboards import Period, PeriodScore
 from models.ledger import DataSource, Event, PlayerDay, PointTransaction, TransactionKind, Wallet
 from models.players import Player, PlayerKind, Team
 from models.tenants import ApiKey, Role, Tenant
@@ -8,6 +9,8 @@ __all__ = [
     "ApiKey",
     "DataSource",
     "Event",
+    "Period",
+    "PeriodScore",
     "Player",
     "PlayerDay",
     "PlayerKind",

@@ -9,12 +9,15 @@ from strawberry.scalars import JSON
 
 from app.context import Info
 from app.engine import levels
+from app.services import leaderboards
 from app.services import ledger as ledger_service
 from app.services.rules import rules_for
+from models import Period
 from models import Player as PlayerModel
 from models import PlayerKind as DomainPlayerKind
 from models import Team as TeamModel
 from schema.common import UserError
+from schema.leaderboards import LeaderboardEntry, LeaderboardPeriod
 from schema.ledger import (
     EventConnection,
     PlayerLevel,
@@ -117,6 +120,15 @@ class Player:
             self._model, 20 if first is None else first, after
         )
         return EventConnection.build(rows, more)
+
+    @strawberry.field
+    async def rank(
+        self, info: Info, period: LeaderboardPeriod = Period.ALL_TIME
+    ) -> LeaderboardEntry | None:
+        entry = await leaderboards.rank_of_player(
+            info.context.viewer.tenant, self._model, Period(period)
+        )
+        return LeaderboardEntry.from_entry(entry) if entry else None
 
     @strawberry.field
     async def team(self, info: Info) -> Team | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
+from decimal import Decimal
 
 
 def local_day(instant: datetime, tz: tzinfo) -> date:
@@ -21,3 +22,43 @@ def week_key(day: date) -> str:
 
 def month_key(day: date) -> str:
     return f"{day.year}-{day.month:02d}"
+
+
+PERIODS = ("DAILY", "WEEKLY", "MONTHLY", "ALL_TIME")
+ALL_TIME_KEY = "all"
+# Ledger lines that count toward leaderboards: what was earned, never what was spent.
+BOARD_KINDS = frozenset(
+    {"EARN", "BONUS", "BADGE_REWARD", "MISSION_REWARD", "LEVEL_UP_BONUS", "ADJUST"}
+)
+
+
+def period_key(period: str, day: date) -> str:
+    if period == "DAILY":
+        return day_key(day)
+    if period == "WEEKLY":
+        return week_key(day)
+    if period == "MONTHLY":
+        return month_key(day)
+    if period == "ALL_TIME":
+        return ALL_TIME_KEY
+    raise ValueError(f"unknown period {period!r}")
+
+
+def period_keys(day: date) -> dict[str, str]:
+    return {period: period_key(period, day) for period in PERIODS}
+
+
+def previous_key(period: str, day: date) -> str | None:
+    """The key of the period before the one holding `day` (None for all time)."""
+    if period == "DAILY":
+        return day_key(day - timedelta(days=1))
+    if period == "WEEKLY":
+        return week_key(day - timedelta(days=7))
+    if period == "MONTHLY":
+        first = day.replace(day=1)
+        return month_key(first - timedelta(days=1))
+    return None
+
+
+def counts_for_boards(kind: str, amount: Decimal) -> bool:
+    return kind in BOARD_KINDS and amount > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from app.engine import periods
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
 from app.engine.periods import local_day
 from app.engine.rules import PointRules
@@ -200,6 +202,9 @@ async def _process(
     tx_rows: list[list[Any]] = []
     transactions: list[PointTransaction] = []
     touched: dict[tuple[int, date], DayRow] = {}
+    # Leaderboard points per (player, period, key): periods follow the tenant's timezone.
+    scores: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
+    tenant_zone = zone(tenant.timezone)
     for item in known:
         pid = players[item.input.player_id].id
         day = day_of[item.index]
@@ -275,6 +280,13 @@ async def _process(
                 ]
             )
         transactions.extend(rows)
+        counted = sum(
+            (e.amount for e in result.entries if periods.counts_for_boards(e.kind, e.amount)), ZERO
+        )
+        if counted:
+            board_day = local_day(item.occurred_at, tenant_zone)
+            for period, key in periods.period_keys(board_day).items():
+                scores[(pid, period, key)] += counted
         outcomes[item.index] = Outcome(
             event, False, result.points, result.lines, view, level_up, rows
         )
@@ -282,8 +294,16 @@ async def _process(
         outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
     if not dry_run and event_rows:
+        score_rows = [
+            [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
+        ]
         ids = await store.write_batch(
-            event_rows, tx_rows, [wallets[pid] for pid in pids], touched.values(), now
+            event_rows,
+            tx_rows,
+            [wallets[pid] for pid in pids],
+            touched.values(),
+            score_rows,
+            now,
         )
         for row, row_id in zip(transactions, ids, strict=True):
             row.id = row_id

@@ -203,14 +203,17 @@ class IngestStore:
         transactions: list[list[Any]],
         wallets: list[WalletRow],
         days: Iterable[DayRow],
+        scores: list[list[Any]],
         now: datetime,
     ) -> list[int]:
-        """All of a batch's writes; the new ledger ids in the order of `transactions`."""
+        """All of a batch's writes; the new ledger ids in the order of `transactions`.
+        `scores` rows: tenant id, player id, period, period key, points to add."""
         if not self.postgres:
             await self.insert_events(events)
             ids = await self.insert_transactions(transactions) if transactions else []
             await self.update_wallets(wallets, now)
             await self.upsert_days(days)
+            await self.add_scores(scores, now)
             return ids
         wallet_rows = [
             [
@@ -233,9 +236,21 @@ class IngestStore:
             *_columns(wallet_rows, 8),
             *_columns(day_rows, 4),
             *_columns(tx_rows, 7),
+            *_columns(scores, 5),
         ]
         rows = await self.conn.execute_query_dict(WRITE_BATCH_POSTGRES, values)
         return sorted(r["id"] for r in rows)
+
+    async def add_scores(self, rows: list[list[Any]], now: datetime) -> None:
+        if not rows:
+            return
+        sql = (
+            f"INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+            f"reached_at) VALUES ({self._marks(6)}) ON CONFLICT (tenant_id, period, "
+            "period_key, player_id) DO UPDATE SET points = period_score.points + "
+            "excluded.points, reached_at = excluded.reached_at"
+        )
+        await self.conn.execute_many(sql, [[*row, now] for row in rows])
 
     async def update_wallets(self, rows: list[WalletRow], now: datetime) -> None:
         sql = (
@@ -303,6 +318,13 @@ WITH new_events AS (
     INSERT INTO player_day (player_id, day, events, earned)
     SELECT * FROM unnest($24::int[], $25::date[], $26::int[], $27::numeric[])
     ON CONFLICT (player_id, day) DO UPDATE SET events = excluded.events, earned = excluded.earned
+), board_scores AS (
+    INSERT INTO period_score (tenant_id, player_id, period, period_key, points, reached_at)
+    SELECT s.tenant_id, s.player_id, s.period, s.period_key, s.points, $15
+    FROM unnest($35::int[], $36::int[], $37::text[], $38::text[], $39::numeric[])
+         AS s(tenant_id, player_id, period, period_key, points)
+    ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
+    SET points = period_score.points + excluded.points, reached_at = excluded.reached_at
 )
 INSERT INTO point_transaction (tenant_id, player_id, kind, amount, balance_after, reason,
                                event_id, created_at)

@@ -74,3 +74,30 @@ async def test_listing_players_with_nested_fields_is_constant(client, make_tenan
     large = count_queries.count - before
     assert len(result.data["players"]) == 43
     assert large == small, (small, large)
+
+
+async def test_a_leaderboard_page_costs_the_same_queries_for_3_or_30_entries(
+    client, make_tenant, count_queries
+):
+    key = await make_tenant("habits")
+    yesterday = [
+        {
+            "playerId": f"l{n}",
+            "eventType": "x",
+            "value": n + 1,
+            "occurredAt": "2020-01-01T12:00:00+00:00",
+        }
+        for n in range(30)
+    ]
+    await gql(client, BATCH, {"input": yesterday}, token=key)
+    await _batch_queries(client, key, count_queries, 30, "l")
+    query = """query($first: Int) { leaderboard(period: ALL_TIME, first: $first, around: "l29") {
+      entries { rank points previousRank pointsChange streakDays player { id displayName } }
+      me { rank } totalPlayers } }"""
+    counts = []
+    for first in (3, 30):
+        before = count_queries.count
+        result = await gql(client, query, {"first": first}, token=key)
+        assert len(result.data["leaderboard"]["entries"]) == first
+        counts.append(count_queries.count - before)
+    assert counts[0] == counts[1], counts

@@ -154,3 +154,25 @@ def test_decay_never_takes_more_than_the_balance_and_is_due_once(balance, percen
     now = last + timedelta(days=31)
     assert decay.is_due(rule, last, None, now)
     assert not decay.is_due(rule, last, now, now + timedelta(days=1))
+
+
+def test_period_keys_follow_iso_weeks_and_calendar_months():
+    from app.engine import periods
+
+    day = date(2026, 11, 20)  # a Friday
+    assert periods.period_keys(day) == {
+        "DAILY": "2026-11-20",
+        "WEEKLY": "2026-W47",
+        "MONTHLY": "2026-11",
+        "ALL_TIME": "all",
+    }
+    assert periods.period_key("WEEKLY", date(2026, 11, 16)) == "2026-W47"  # Monday
+    assert periods.period_key("WEEKLY", date(2026, 11, 22)) == "2026-W47"  # Sunday
+    assert periods.period_key("WEEKLY", date(2027, 1, 1)) == "2026-W53"
+    assert periods.previous_key("DAILY", day) == "2026-11-19"
+    assert periods.previous_key("WEEKLY", day) == "2026-W46"
+    assert periods.previous_key("MONTHLY", date(2026, 1, 15)) == "2025-12"
+    assert periods.previous_key("ALL_TIME", day) is None
+    assert periods.counts_for_boards("EARN", Decimal(1))
+    assert not periods.counts_for_boards("REDEEM", Decimal(5))
+    assert not periods.counts_for_boards("ADJUST", Decimal(-5))

@@ -1,0 +1,64 @@
+"""Leaderboards and their entries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from app.services.leaderboards import Board, Entry
+from models import Period as DomainPeriod
+from schema.ledger import points
+
+if TYPE_CHECKING:
+    from schema.players import Player
+
+LeaderboardPeriod = strawberry.enum(DomainPeriod, name="LeaderboardPeriod")
+
+
+@strawberry.type
+class LeaderboardEntry:
+    _entry: strawberry.Private[Entry]
+    rank: int
+    points: float
+    previous_rank: int | None
+    points_change: float
+    badges_count: int
+    streak_days: int
+
+    @strawberry.field
+    def player(self) -> Annotated[Player, strawberry.lazy("schema.players")]:
+        from schema.players import Player
+
+        return Player.from_model(self._entry.player)
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> LeaderboardEntry:
+        return cls(
+            _entry=entry,
+            rank=entry.rank,
+            points=points(entry.points),
+            previous_rank=entry.previous_rank,
+            points_change=points(entry.points_change),
+            badges_count=0,
+            streak_days=entry.streak_days,
+        )
+
+
+@strawberry.type
+class Leaderboard:
+    period: LeaderboardPeriod
+    period_key: str
+    total_players: int
+    entries: list[LeaderboardEntry]
+    me: LeaderboardEntry | None
+
+    @classmethod
+    def from_board(cls, board: Board) -> Leaderboard:
+        return cls(
+            period=LeaderboardPeriod(board.period),
+            period_key=board.period_key,
+            total_players=board.total_players,
+            entries=[LeaderboardEntry.from_entry(e) for e in board.entries],
+            me=LeaderboardEntry.from_entry(board.me) if board.me else None,
+        )

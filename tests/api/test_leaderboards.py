@@ -1,0 +1,127 @@
+"""Leaderboards from the period score rows: order, ties, periods, scopes, around-me."""
+
+from __future__ import annotations
+
+from tests.api.test_presets import days_ago, record
+from tests.conftest import gql
+
+BOARD = """
+query($period: LeaderboardPeriod!, $first: Int, $offset: Int, $around: ID, $teamId: ID, $segment: String) {
+  leaderboard(period: $period, first: $first, offset: $offset, around: $around, teamId: $teamId, segment: $segment) {
+    period periodKey totalPlayers
+    entries { rank points previousRank pointsChange streakDays badgesCount player { id } }
+    me { rank points player { id } }
+  }
+}"""
+UPSERT = "mutation($id: ID!, $team: ID, $segment: String) { upsertPlayer(input: {id: $id, teamId: $team, segment: $segment}) { errors { code } } }"
+
+
+async def board(client, key, period="ALL_TIME", **variables):
+    result = await gql(client, BOARD, {"period": period, **variables}, token=key)
+    return result.data["leaderboard"]
+
+
+def ids(b):
+    return [e["player"]["id"] for e in b["entries"]]
+
+
+async def test_ranked_by_points_then_who_reached_them_first(client, make_tenant):
+    key = await make_tenant("callcenter")
+    await record(client, key, playerId="late-tie", eventType="call_completed")
+    await record(client, key, playerId="top", eventType="lead_converted")
+    await record(
+        client,
+        key,
+        playerId="early-tie",
+        eventType="call_completed",
+        occurredAt=days_ago(0, hour=0),
+    )
+    await record(client, key, playerId="late-tie", eventType="quality_review")
+    await record(client, key, playerId="early-tie", eventType="quality_review")
+    b = await board(client, key)
+    # late-tie reached 15 before early-tie did: it ranks first of the two.
+    assert ids(b) == ["top", "late-tie", "early-tie"]
+    assert [e["rank"] for e in b["entries"]] == [1, 2, 3]
+    assert [e["points"] for e in b["entries"]] == [50.0, 15.0, 15.0]
+    assert b["totalPlayers"] == 3 and b["periodKey"] == "all"
+    again = await board(client, key)
+    assert ids(again) == ids(b)  # never two orders for the same data
+
+
+async def test_periods_count_points_of_their_own_period_and_late_events_count_in_theirs(
+    client, make_tenant
+):
+    key = await make_tenant("habits")
+    await record(client, key, playerId="a", eventType="x", value=10)
+    await record(client, key, playerId="b", eventType="x", value=30, occurredAt=days_ago(1))
+    daily = await board(client, key, "DAILY")
+    assert ids(daily) == ["a"] and daily["periodKey"] == days_ago(0)[:10]
+    all_time = await board(client, key, "ALL_TIME")
+    assert ids(all_time) == ["b", "a"]
+    weekly = await board(client, key, "WEEKLY")
+    assert weekly["periodKey"].count("-W") == 1
+
+
+async def test_previous_rank_and_points_change_compare_with_the_previous_period(
+    client, make_tenant
+):
+    key = await make_tenant("habits")
+    await record(client, key, playerId="a", eventType="x", value=50, occurredAt=days_ago(1))
+    await record(client, key, playerId="b", eventType="x", value=10, occurredAt=days_ago(1))
+    await record(client, key, playerId="b", eventType="x", value=40)
+    await record(client, key, playerId="a", eventType="x", value=5)
+    today = await board(client, key, "DAILY")
+    entries = {e["player"]["id"]: e for e in today["entries"]}
+    assert entries["b"]["rank"] == 1 and entries["b"]["previousRank"] == 2
+    assert entries["b"]["pointsChange"] == 30.0  # 40 today vs 10 yesterday
+    assert entries["a"]["previousRank"] == 1 and entries["a"]["pointsChange"] == -45.0
+    assert entries["a"]["streakDays"] == 2
+
+
+async def test_around_centres_on_the_player_and_fills_me(client, make_tenant):
+    key = await make_tenant("habits")
+    for n in range(9):
+        await record(client, key, playerId=f"p{n}", eventType="x", value=100 - n)
+    b = await board(client, key, first=3, around="p6")
+    assert ids(b) == ["p5", "p6", "p7"]
+    assert b["me"] == {"rank": 7, "points": 94.0, "player": {"id": "p6"}}
+    paged = await board(client, key, first=2, offset=4)
+    assert [e["rank"] for e in paged["entries"]] == [5, 6]
+    absent = await board(client, key, around="nobody")
+    assert absent["me"] is None and len(absent["entries"]) == 9
+
+
+async def test_team_and_segment_scopes(client, make_tenant):
+    key = await make_tenant("habits")
+    for pid, team, segment in [("t1", "red", "vip"), ("t2", "red", "std"), ("t3", "blue", "vip")]:
+        await gql(client, UPSERT, {"id": pid, "team": team, "segment": segment}, token=key)
+        await record(client, key, playerId=pid, eventType="x", value=int(pid[1]) * 10)
+    red = await board(client, key, teamId="red")
+    assert ids(red) == ["t2", "t1"] and red["totalPlayers"] == 2
+    vip = await board(client, key, segment="vip")
+    assert ids(vip) == ["t3", "t1"]
+
+
+async def test_spending_does_not_lower_a_rank(client, make_tenant):
+    key = await make_tenant("habits")
+    await record(client, key, playerId="s", eventType="x", value=20)
+    revoke = 'mutation { adjustPoints(input: {playerId: "s", amount: -15, reason: "spent"}) { errors { code } } }'
+    await gql(client, revoke, token=key)
+    assert (await board(client, key))["entries"][0]["points"] == 20.0
+    rank = await gql(
+        client, '{ player(id: "s") { rank(period: DAILY) { rank points } } }', token=key
+    )
+    assert rank.data["player"]["rank"] == {"rank": 1, "points": 20.0}
+
+
+async def test_bad_arguments_are_clear_errors(client, make_tenant):
+    key = await make_tenant("habits")
+    for variables, message in [
+        ({"first": 101}, "first must be between 0 and 100"),
+        ({"offset": -1}, "offset must not be negative"),
+        ({"teamId": "ghosts"}, "no team 'ghosts'"),
+    ]:
+        result = await gql(
+            client, BOARD, {"period": "ALL_TIME", **variables}, token=key, expect_errors=True
+        )
+        assert message in result.errors[0]["message"]
