@@ -28,7 +28,7 @@ class GraphQLWebSocket:
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
 
-    async def receive(self, within: float = 5.0) -> dict[str, Any]:
+    async def receive(self, within: float = 10.0) -> dict[str, Any]:
         """The next message that is not a keep-alive ping."""
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), within)

@@ -35,8 +35,11 @@ async def record(client, key, **event):
 
 
 def days_ago(n: int, hour: int = 12) -> str:
-    day = datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0)
-    return (day - timedelta(days=n)).isoformat()
+    """That hour n days ago, never later than now (just after midnight, noon today is
+    still to come and would be refused as a future event)."""
+    now = datetime.now(UTC)
+    moment = now.replace(hour=hour, minute=0, second=0, microsecond=0) - timedelta(days=n)
+    return min(moment, now).isoformat()
 
 
 # ------------------------------------------------------------------ habits (seed 003)
