@@ -45,6 +45,7 @@ _CLOSED = object()
 @dataclass
 class _Channel:
     queues: set[asyncio.Queue[Any]] = field(default_factory=set)
+    signals: set[asyncio.Queue[Any]] = field(default_factory=set)  # one-slot, collapsing
     reader: asyncio.Task[None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     error: BaseException | None = None
@@ -78,6 +79,9 @@ class Hub:
                 channel.reader.cancel()
             for queue in channel.queues:
                 _offer(queue, _CLOSED)
+            for signal in channel.signals:
+                with contextlib.suppress(asyncio.QueueFull):
+                    signal.put_nowait(_CLOSED)
         self._channels.clear()
         with contextlib.suppress(Exception):
             await self._broadcast.disconnect()
@@ -104,11 +108,11 @@ class Hub:
         self.published += len(encoded)
 
     def total_subscribers(self) -> int:
-        return sum(len(entry.queues) for entry in self._channels.values())
+        return sum(len(e.queues) + len(e.signals) for e in self._channels.values())
 
     def subscriber_count(self, channel: str) -> int:
         entry = self._channels.get(channel)
-        return len(entry.queues) if entry else 0
+        return len(entry.queues) + len(entry.signals) if entry else 0
 
     async def _read(self, channel: str, entry: _Channel) -> None:
         try:
@@ -120,19 +124,29 @@ class Hub:
                     message = json.loads(event.message)
                     for queue in list(entry.queues):
                         _offer(queue, message)
+                    for signal in list(entry.signals):
+                        if signal.empty():  # a change already waits: this one adds nothing
+                            signal.put_nowait(message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the transport failed: tell this channel's subscribers
             log.warning("subscription to %s failed: %s", channel, exc)
             entry.error = exc
             entry.ready.set()
-            for queue in list(entry.queues):
-                _offer(queue, _CLOSED)
+            for queue in [*entry.queues, *entry.signals]:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(_CLOSED)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """Registered on return: anything published afterwards is delivered."""
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.queue_size)
+    async def subscribe(
+        self, channel: str, *, signal: bool = False
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Registered on return: anything published afterwards is delivered. With
+        `signal`, messages that arrive while one waits collapse into it (for "look
+        again" notices, which never overflow)."""
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1 if signal else self.queue_size)
+        members = "signals" if signal else "queues"
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
             entry = self._channels.get(channel)
@@ -144,13 +158,13 @@ class Hub:
             if entry.error is not None:
                 del self._channels[channel]
                 raise ConnectionError(f"cannot subscribe to {channel}: {entry.error}")
-            entry.queues.add(queue)
+            getattr(entry, members).add(queue)
         try:
             yield _drain(queue)
         finally:
             async with lock:
-                entry.queues.discard(queue)
-                if not entry.queues and self._channels.get(channel) is entry:
+                getattr(entry, members).discard(queue)
+                if not entry.queues and not entry.signals and self._channels.get(channel) is entry:
                     del self._channels[channel]
                     if entry.reader:
                         entry.reader.cancel()

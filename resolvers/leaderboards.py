@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
+
 import strawberry
 
 from app.auth import Access
 from app.context import Info
 from app.errors import UserError as DomainUserError
 from app.services import leaderboards
+from app.services import players as player_service
+from app.services.players import boards_channel
 from resolvers.common import viewer
-from schema.leaderboards import Leaderboard, LeaderboardPeriod
+from schema.leaderboards import Leaderboard, LeaderboardPeriod, RankChanged
+from schema.ledger import points
 from schema.players import PlayerKind
 
 
@@ -44,3 +50,70 @@ class LeaderboardQuery:
         except DomainUserError as exc:
             raise ValueError(exc.message) from None
         return Leaderboard.from_board(board)
+
+
+# Live boards look again at most this often, however many batches commit meanwhile.
+RECOMPUTE_EVERY = 0.25
+
+
+async def _looks(info: Info) -> AsyncGenerator[None, None]:
+    """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change."""
+    who = info.context.viewer
+    async with info.context.rt.hub.subscribe(boards_channel(who.tenant.id), signal=True) as changes:
+        yield
+        async for _ in changes:
+            await asyncio.sleep(RECOMPUTE_EVERY)
+            yield
+
+
+@strawberry.type
+class LeaderboardSubscription:
+    @strawberry.subscription(
+        description="The top `first` now, then again whenever it changes (at most 4 a second)."
+    )
+    async def leaderboard_changed(
+        self,
+        info: Info,
+        period: LeaderboardPeriod = LeaderboardPeriod.ALL_TIME,
+        first: int | None = 10,
+    ) -> AsyncGenerator[Leaderboard, None]:
+        who = viewer(info)
+        size = 10 if first is None else first
+        last = None
+        async for _ in _looks(info):
+            try:
+                board = await leaderboards.board(who.tenant, period, first=size)
+            except DomainUserError as exc:
+                raise ValueError(exc.message) from None
+            shown = (board.period_key, [(e.player.id, e.points) for e in board.entries])
+            if shown != last:
+                last = shown
+                yield Leaderboard.from_board(board)
+
+    @strawberry.subscription(
+        description="The player's rank now, then each time it changes (others passing "
+        "included); previousRank is the rank before."
+    )
+    async def rank_changed(
+        self,
+        info: Info,
+        player_id: strawberry.ID,
+        period: LeaderboardPeriod = LeaderboardPeriod.ALL_TIME,
+    ) -> AsyncGenerator[RankChanged, None]:
+        who = viewer(info)
+        who.require_player(player_id)
+        last: int | None = None
+        async for _ in _looks(info):
+            player = await player_service.get_player(who.tenant, player_id)
+            entry = (
+                await leaderboards.rank_of_player(who.tenant, player, period) if player else None
+            )
+            if entry is not None and entry.rank != last:
+                yield RankChanged(
+                    player_id=player_id,
+                    period=period,
+                    rank=entry.rank,
+                    previous_rank=last,
+                    points=points(entry.points),
+                )
+                last = entry.rank

@@ -22,13 +22,15 @@ DEPTH_LIMIT = create_validator(max_depth=12, should_ignore=None)
 
 def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     from resolvers.events import EventMutation, EventSubscription
-    from resolvers.leaderboards import LeaderboardQuery
+    from resolvers.leaderboards import LeaderboardQuery, LeaderboardSubscription
     from resolvers.ledger import LedgerMutation, LedgerQuery
     from resolvers.players import PlayerMutation, PlayerQuery, PlayerSubscription
 
     query = merge_types("Query", (PlayerQuery, LedgerQuery, LeaderboardQuery))
     mutation = merge_types("Mutation", (EventMutation, LedgerMutation, PlayerMutation))
-    subscription = merge_types("Subscription", (EventSubscription, PlayerSubscription))
+    subscription = merge_types(
+        "Subscription", (EventSubscription, LeaderboardSubscription, PlayerSubscription)
+    )
     # Factories: a fresh extension per request; the parse/validation LRU caches live
     # at module level and are shared.
     extensions: list = [

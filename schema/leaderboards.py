@@ -62,3 +62,12 @@ class Leaderboard:
             entries=[LeaderboardEntry.from_entry(e) for e in board.entries],
             me=LeaderboardEntry.from_entry(board.me) if board.me else None,
         )
+
+
+@strawberry.type
+class RankChanged:
+    player_id: strawberry.ID
+    period: LeaderboardPeriod
+    rank: int
+    previous_rank: int | None
+    points: float

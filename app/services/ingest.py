@@ -42,7 +42,7 @@ from app.services.event_input import (
 )
 from app.services.ingest_store import DayRow, IngestStore, WalletRow
 from app.services.ledger import transaction_json, wallet_view
-from app.services.players import player_channel
+from app.services.players import boards_channel, player_channel
 from app.services.rules import rules_for
 from models import PointTransaction, Tenant
 
@@ -429,6 +429,8 @@ async def _publish(
                     },
                 )
             )
+    # One message per batch tells live boards to look again (they coalesce).
+    messages.append((boards_channel(tenant.id), {"changed": True}))
     await rt.hub.publish_many(messages)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count, Sum
@@ -15,13 +16,13 @@ from tortoise.transactions import in_transaction
 
 from app.engine import decay as decay_rules
 from app.engine import levels, periods
-from app.engine.outcome import LevelChange, PlayerState, apply_award
+from app.engine.outcome import LedgerEntry, LevelChange, PlayerState, apply_award
 from app.engine.points import cents
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services.common import zone
-from app.services.players import player_channel, require_player
+from app.services.players import boards_channel, player_channel, require_player
 from app.services.rules import rules_for
 from models import Event, Player, PlayerDay, PointTransaction, Tenant, TransactionKind, Wallet
 
@@ -244,6 +245,7 @@ async def adjust_points(
             for tx in rows:  # a handful at most: the adjustment and any level-up bonuses
                 await tx.save(using_db=conn)
             row = rows[0]
+            await _add_board_points(conn, tenant, player, award.entries)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -253,6 +255,8 @@ async def adjust_points(
     earned = (await earned_on([(player.id, today)])).get((player.id, today), ZERO)
     view = wallet_view(tenant, wallet, earned)
     await publish_points(rt, tenant, player.external_id, rows, view)
+    if value > 0:
+        await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
     if award.level_change is not None:
         await publish_level_up(
             rt, tenant, player.external_id, award.level_change, award.state.lifetime
@@ -325,6 +329,27 @@ async def publish_points(
             )
             for row in rows
         ]
+    )
+
+
+async def _add_board_points(
+    conn: Any, tenant: Tenant, player: Player, entries: Sequence[LedgerEntry]
+) -> None:
+    """Awards outside the rule pipeline count on the leaderboards of today's periods."""
+    counted = sum((e.amount for e in entries if periods.counts_for_boards(e.kind, e.amount)), ZERO)
+    if not counted:
+        return
+    from app.services.ingest_store import IngestStore
+
+    now = datetime.now(UTC)
+    day = periods.local_day(now, zone(tenant.timezone))
+    store = IngestStore(conn, postgres=conn.capabilities.dialect == "postgres")
+    await store.add_scores(
+        [
+            [tenant.id, player.id, period, key, counted]
+            for period, key in periods.period_keys(day).items()
+        ],
+        now,
     )
 
 

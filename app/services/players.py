@@ -22,6 +22,11 @@ def player_channel(tenant_id: int, player_id: str, topic: str) -> str:
     return f"t{tenant_id}:player:{player_id}:{topic}"
 
 
+def boards_channel(tenant_id: int) -> str:
+    """Scores of the tenant changed (one message per committed batch)."""
+    return f"t{tenant_id}:boards"
+
+
 def _validate(changes: Mapping[str, Any]) -> dict[str, Any]:
     """The fields an upsert sets, checked; absent keys are left as they are."""
     out = dict(changes)
