@@ -97,7 +97,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" or v.startswith("not configured") for v in checks.values())
-        body = {"ready": ready, **checks, "subscriptions": rt.hub.total_subscribers()}
+        body = {
+            "ready": ready,
+            **checks,
+            "subscriptions": rt.hub.total_subscribers(),
+            "realtime": rt.hub.stats(),
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     routes = [

@@ -32,14 +32,25 @@ class SubscriberTooSlow(Exception):
 class _ReadyAfterSubscribeRedisBackend(RedisBackend):
     """broadcaster's Redis backend marks itself ready before redis-py has registered
     the channel; with redis-py 8 the listener then exits and never wakes (PITFALLS 1).
-    Register first, then wake the listener."""
+    Register first, then wake the listener. It also never reconnects (PITFALLS 2): a
+    dead listener is flagged so the hub's watchdog can rebuild the subscriptions."""
+
+    failed = False
 
     async def subscribe(self, channel: str) -> None:
         await self._pubsub.subscribe(channel)
         self._ready.set()
 
+    async def _pubsub_listener(self) -> None:
+        try:
+            await super()._pubsub_listener()
+        except Exception:
+            self.failed = True
+            raise
+
 
 _CLOSED = object()
+HEARTBEAT_SECONDS = 0.5
 
 
 @dataclass
@@ -57,23 +68,87 @@ class Hub:
     def __init__(self, redis_url: str = "", prefix: str = "questline", queue_size: int = 256):
         self.prefix = prefix
         self.queue_size = queue_size
+        self._redis_url = redis_url
         # Publishing goes straight to Redis (pipelined for batches); broadcaster listens.
-        self._publisher: Redis | None = Redis.from_url(redis_url) if redis_url else None
-        if redis_url:
-            self._broadcast = Broadcast(backend=_ReadyAfterSubscribeRedisBackend(redis_url))
-        else:
-            self._broadcast = Broadcast("memory://")
+        self._publisher: Redis | None = (
+            Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1)
+            if redis_url
+            else None
+        )
+        self._broadcast = self._new_broadcast()
         self._channels: dict[str, _Channel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._watchdog: asyncio.Task[None] | None = None
         self.published = 0
+        self.lost = 0  # messages that could not be published (Redis down)
+        self.reconnects = 0
+
+    def _new_broadcast(self) -> Broadcast:
+        if self._redis_url:
+            return Broadcast(backend=_ReadyAfterSubscribeRedisBackend(self._redis_url))
+        return Broadcast("memory://")
 
     def _name(self, channel: str) -> str:
         return f"{self.prefix}:{channel}"
 
     async def connect(self) -> None:
         await self._broadcast.connect()
+        if self._publisher is not None:
+            self._watchdog = asyncio.create_task(self._watch())
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "subscriptions": self.total_subscribers(),
+            "published": self.published,
+            "lost": self.lost,
+            "reconnects": self.reconnects,
+        }
+
+    async def _watch(self) -> None:
+        """Heartbeat: notice a dead Redis subscription and rebuild it once Redis is back."""
+        assert self._publisher is not None
+        broken = False
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            backend = self._broadcast._backend
+            try:
+                await self._publisher.ping()
+            except Exception:
+                if not broken:
+                    log.warning("Redis unreachable: live updates paused until it returns")
+                broken = True
+                continue
+            if broken or getattr(backend, "failed", False):
+                try:
+                    await self._resubscribe()
+                except Exception as exc:  # Redis went away again: next heartbeat retries
+                    log.warning("resubscribing failed: %s", exc)
+                    broken = True
+                else:
+                    broken = False
+
+    async def _resubscribe(self) -> None:
+        old, self._broadcast = self._broadcast, self._new_broadcast()
+        await self._broadcast.connect()
+        for channel, entry in list(self._channels.items()):
+            if entry.reader is not None:
+                entry.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(entry.reader, 2)
+            entry.ready = asyncio.Event()
+            entry.error = None
+            entry.reader = asyncio.create_task(self._read(channel, entry))
+            await entry.ready.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.disconnect(), 2)
+        self.reconnects += 1
+        log.warning("Redis is back: %d channels resubscribed", len(self._channels))
 
     async def disconnect(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         for channel in list(self._channels.values()):
             if channel.reader:
                 channel.reader.cancel()
@@ -98,10 +173,15 @@ class Hub:
             return
         encoded = [(self._name(c), json.dumps(m, default=str)) for c, m in messages]
         if self._publisher is not None:
-            async with self._publisher.pipeline(transaction=False) as pipe:
-                for channel, payload in encoded:
-                    pipe.publish(channel, payload)
-                await pipe.execute()
+            try:
+                async with self._publisher.pipeline(transaction=False) as pipe:
+                    for channel, payload in encoded:
+                        pipe.publish(channel, payload)
+                    await pipe.execute()
+            except Exception as exc:  # the data is committed: live updates are best effort
+                self.lost += len(encoded)
+                log.warning("could not publish %d messages: %s", len(encoded), exc)
+                return
         else:
             for channel, payload in encoded:
                 await self._broadcast.publish(channel, payload)
