@@ -29,6 +29,10 @@ def points(value: Decimal | str | None) -> float:
     return float(Decimal(str(value or 0)).quantize(Decimal("0.01")))
 
 
+def page_info(edges: list, has_next: bool) -> PageInfo:
+    return PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None)
+
+
 @strawberry.type
 class Wallet:
     balance: float
@@ -171,12 +175,7 @@ class PointTransactionConnection:
             PointTransactionEdge(cursor=encode_cursor(r.id), node=PointTransaction.from_model(r))
             for r in rows
         ]
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
-        )
+        return cls(edges=edges, page_info=page_info(edges, has_next))
 
 
 @strawberry.type
@@ -239,12 +238,7 @@ class EventConnection:
             )
             for r in rows
         ]
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
-        )
+        return cls(edges=edges, page_info=page_info(edges, has_next))
 
 
 @strawberry.type

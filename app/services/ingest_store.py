@@ -43,6 +43,18 @@ class WalletRow:
     last_active_day: date | None
     last_event_at: datetime | None
 
+    def state_values(self) -> list[Any]:
+        """The columns a batch writes back, in WALLET_COLUMNS order after player_id."""
+        return [
+            self.balance,
+            self.lifetime_earned,
+            self.level,
+            self.streak_current,
+            self.streak_best,
+            self.last_active_day,
+            self.last_event_at,
+        ]
+
 
 @dataclass(slots=True)
 class DayRow:
@@ -215,19 +227,7 @@ class IngestStore:
             await self.upsert_days(days)
             await self.add_scores(scores, now)
             return ids
-        wallet_rows = [
-            [
-                w.player_id,
-                w.balance,
-                w.lifetime_earned,
-                w.level,
-                w.streak_current,
-                w.streak_best,
-                w.last_active_day,
-                w.last_event_at,
-            ]
-            for w in wallets
-        ]
+        wallet_rows = [[w.player_id, *w.state_values()] for w in wallets]
         day_rows = [[d.player_id, d.day, d.events, d.earned] for d in days]
         tx_rows = [[t[0], t[1], t[2], t[3], t[4], t[5], t[6]] for t in transactions]
         values = [
@@ -262,20 +262,7 @@ class IngestStore:
         )
         await self.conn.execute_many(
             sql,
-            [
-                [
-                    w.balance,
-                    w.lifetime_earned,
-                    w.level,
-                    w.streak_current,
-                    w.streak_best,
-                    w.last_active_day,
-                    w.last_event_at,
-                    now,
-                    w.player_id,
-                ]
-                for w in rows
-            ],
+            [[*w.state_values(), now, w.player_id] for w in rows],
         )
 
     async def upsert_days(self, rows: Iterable[DayRow]) -> None:
