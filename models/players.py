@@ -39,6 +39,8 @@ class Player(Model):
     # None: the tenant's timezone applies.
     timezone = fields.CharField(max_length=64, null=True)
     attributes = fields.JSONField(default=dict)
+    # Privacy: left out of public leaderboard pages; the player still sees their rank.
+    hidden_from_boards = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -77,7 +77,7 @@ class LeaderboardSubscription:
         period: LeaderboardPeriod = LeaderboardPeriod.ALL_TIME,
         first: int | None = 10,
     ) -> AsyncGenerator[Leaderboard, None]:
-        who = viewer(info)
+        who = viewer(info, Access.VIEWER)  # whole boards: not for a one-player token
         size = 10 if first is None else first
         last = None
         async for _ in _looks(info):

@@ -67,6 +67,7 @@ class PlayerMutation:
             team_id=input.team_id,
             timezone=input.timezone,
             attributes=input.attributes,
+            hidden_from_boards=input.hide_from_leaderboards,
         )
         try:
             row = await service.upsert_player(info.context.rt, who.tenant, input.id, changes)

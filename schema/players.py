@@ -55,6 +55,9 @@ class Player:
     segment: str | None
     attributes: JSON
     created_at: datetime
+    hide_from_leaderboards: bool = strawberry.field(
+        description="Left out of public leaderboard pages; the player still sees their rank."
+    )
 
     @classmethod
     def from_model(cls, model: PlayerModel) -> Player:
@@ -66,6 +69,7 @@ class Player:
             segment=model.segment,
             attributes=model.attributes,
             created_at=model.created_at,
+            hide_from_leaderboards=model.hidden_from_boards,
         )
 
     @strawberry.field
@@ -148,6 +152,7 @@ class PlayerInput:
     team_id: strawberry.ID | None = strawberry.UNSET
     timezone: str | None = strawberry.UNSET
     attributes: JSON | None = strawberry.UNSET
+    hide_from_leaderboards: bool | None = strawberry.UNSET
 
 
 @strawberry.type

@@ -115,12 +115,13 @@ class IngestStore:
 
     async def create_players(self, tenant_id: int, external_ids: Sequence[str]) -> None:
         sql = (
-            f"INSERT INTO player (tenant_id, external_id, kind, attributes, created_at) "
-            f"VALUES ({self._marks(5)}) ON CONFLICT (tenant_id, external_id) DO NOTHING"
+            "INSERT INTO player (tenant_id, external_id, kind, attributes, hidden_from_boards, "
+            f"created_at) VALUES ({self._marks(6)}) "
+            "ON CONFLICT (tenant_id, external_id) DO NOTHING"
         )
         now = datetime.now(UTC)
         await self.conn.execute_many(
-            sql, [[tenant_id, pid, "CUSTOMER", "{}", now] for pid in external_ids]
+            sql, [[tenant_id, pid, "CUSTOMER", "{}", False, now] for pid in external_ids]
         )
 
     async def idempotency_hits(self, tenant_id: int, keys: Sequence[str]) -> list[str]:

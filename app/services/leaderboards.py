@@ -70,8 +70,11 @@ async def resolve_scope(
     return Scope(team_pk, segment, kind)
 
 
-def _scoped(tenant: Tenant, period: Period, key: str, scope: Scope):
+def _scoped(tenant: Tenant, period: Period, key: str, scope: Scope, public: bool = True):
+    """The board's rows; the public board leaves out players who hid themselves."""
     query = PeriodScore.filter(tenant_id=tenant.id, period=period, period_key=key)
+    if public:
+        query = query.filter(player__hidden_from_boards=False)
     if scope.team_id is not None:
         query = query.filter(player__team_id=scope.team_id)
     if scope.segment is not None:
@@ -103,8 +106,8 @@ async def _previous(
         return {}
     conn = Tortoise.get_connection("default")
     postgres = conn.capabilities.dialect == "postgres"
-    values: list[object] = [tenant.id, period.value, key]
-    where = ["s.tenant_id = {}", "s.period = {}", "s.period_key = {}"]
+    values: list[object] = [tenant.id, period.value, key, False]
+    where = ["s.tenant_id = {}", "s.period = {}", "s.period_key = {}", "p.hidden_from_boards = {}"]
     for column, value in (
         ("p.team_id", scope.team_id),
         ("p.segment", scope.segment),
@@ -127,6 +130,14 @@ async def _previous(
     return {r["player_id"]: (int(r["position"]), Decimal(str(r["points"]))) for r in rows}
 
 
+async def _own_row(
+    tenant: Tenant, period: Period, key: str, scope: Scope, player_id: str
+) -> PeriodScore | None:
+    """A player's own row, found even when hidden: players always see their rank."""
+    query = _scoped(tenant, period, key, scope, public=False)
+    return await query.filter(player__external_id=player_id).first()
+
+
 async def board(
     tenant: Tenant,
     period: Period,
@@ -146,9 +157,7 @@ async def board(
     total = await _scoped(tenant, period, key, scope).count()
     me_row = None
     if around is not None:
-        me_row = (
-            await _scoped(tenant, period, key, scope).filter(player__external_id=around).first()
-        )
+        me_row = await _own_row(tenant, period, key, scope, around)
         if me_row is not None:  # centre the page on that player
             my_rank = await _rank_of(tenant, period, key, scope, me_row)
             offset = max(my_rank - 1 - first // 2, 0)

@@ -34,6 +34,8 @@ def _validate(changes: Mapping[str, Any]) -> dict[str, Any]:
         check_timezone(out["timezone"])
     if "kind" in out and out["kind"] is None:
         out.pop("kind")
+    if "hidden_from_boards" in out and out["hidden_from_boards"] is None:
+        out.pop("hidden_from_boards")
     if "attributes" in out:
         attributes = out["attributes"] if out["attributes"] is not None else {}
         if not isinstance(attributes, dict):

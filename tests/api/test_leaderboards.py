@@ -125,3 +125,25 @@ async def test_bad_arguments_are_clear_errors(client, make_tenant):
             client, BOARD, {"period": "ALL_TIME", **variables}, token=key, expect_errors=True
         )
         assert message in result.errors[0]["message"]
+
+
+async def test_a_hidden_player_is_off_public_boards_but_sees_their_own_rank(
+    client, make_tenant, settings
+):
+    from app.services import access
+    from models import Tenant
+
+    key = await make_tenant("habits", slug="private")
+    for pid, value in [("shy", 50), ("b", 30), ("c", 10)]:
+        await record(client, key, playerId=pid, eventType="x", value=value)
+    hide = 'mutation { upsertPlayer(input: {id: "shy", hideFromLeaderboards: true}) { player { hideFromLeaderboards } } }'
+    assert (await gql(client, hide, token=key)).data["upsertPlayer"]["player"] == {
+        "hideFromLeaderboards": True
+    }
+    public = await board(client, key)
+    assert ids(public) == ["b", "c"] and public["totalPlayers"] == 2
+    token = await access.mint_player_token(settings, await Tenant.get(slug="private"), "shy")
+    own = await gql(client, '{ player(id: "shy") { rank { rank points } } }', token=token)
+    assert own.data["player"]["rank"] == {"rank": 1, "points": 50.0}
+    around = await board(client, key, around="shy")
+    assert around["me"]["rank"] == 1 and "shy" not in ids(around)

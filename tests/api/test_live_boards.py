@@ -71,3 +71,15 @@ async def test_a_player_token_follows_only_its_own_rank(live_server_factory, key
     refused = await ws.receive()
     assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     await ws.close()
+
+
+async def test_a_player_token_cannot_follow_whole_boards(live_server_factory, key, settings):
+    from models import Tenant
+
+    server = live_server_factory()
+    token = await access.mint_player_token(settings, await Tenant.get(slug="boards"), "me")
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {token}"})
+    await ws.subscribe(BOARD)
+    refused = await ws.receive()
+    assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    await ws.close()
