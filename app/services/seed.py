@@ -36,15 +36,21 @@ async def seed_demo(settings: Settings) -> list[str]:
     finally:
         await rt.hub.disconnect()
     new = sum(1 for r in results if isinstance(r, ingest.Outcome) and not r.duplicate)
-    return [
+    refused = [r for r in results if not isinstance(r, ingest.Outcome)]
+    lines = [
         f"tenant {tenant.slug} ({tenant.preset}) with {len(DEMO_PLAYERS)} demo players",
-        f"{new} demo events recorded ({len(results) - new} were there already)",
+        f"{new} demo events recorded ({len(results) - new - len(refused)} were there already)",
     ]
+    if refused:
+        lines.append(f"{len(refused)} demo events refused: {refused[0].message}")
+    return lines
 
 
 def demo_events(now: datetime) -> list[ingest.EventInput]:
-    """Logins and data use on consecutive days; fixed keys make re-seeding a no-op."""
-    today = now.replace(hour=0, minute=30, second=0, microsecond=0)
+    """Logins and data use on consecutive days at 00:01 and 00:02 UTC: the same date
+    always gives the same events, so re-seeding is a no-op, and today's are at most two
+    minutes ahead of now (within the accepted clock skew)."""
+    today = now.replace(hour=0, minute=1, second=0, microsecond=0)
     events = []
     for player_id, days in ACTIVE_DAYS.items():
         for n in range(days - 1, -1, -1):
@@ -63,7 +69,7 @@ def demo_events(now: datetime) -> list[ingest.EventInput]:
                     player_id,
                     "DATA_USAGE",
                     value=150 * (n + 1),
-                    occurred_at=day + timedelta(minutes=5),
+                    occurred_at=day + timedelta(minutes=1),
                     idempotency_key=f"demo:{player_id}:{stamp}:data",
                 )
             )

@@ -79,3 +79,17 @@ async def test_seed_is_idempotent_and_export_schema_writes_the_sdl(app, settings
     exported = questline(settings, "export-schema", "--output", str(out))
     assert exported.returncode == 0
     assert out.read_text() == (ROOT / "schema.graphql").read_text()
+
+
+async def test_seed_records_a_week_of_demo_events_at_any_time_of_day(app, settings):
+    from datetime import UTC, datetime, timedelta
+
+    from app.services.seed import demo_events
+
+    for hour in (0, 12, 23):
+        now = datetime(2026, 11, 21, hour, 0, tzinfo=UTC)
+        events = demo_events(now)
+        assert all(e.occurred_at <= now + timedelta(minutes=2) for e in events)
+        assert events == demo_events(now + timedelta(minutes=30))  # same date, same events
+    seeded = questline(settings, "seed")
+    assert "refused" not in seeded.stderr and "36 demo events recorded" in seeded.stderr

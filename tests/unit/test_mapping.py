@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.engine.mapping import FIELDS, MappingError, NormalizedEvent, normalize, validate_mapping
-
-BASE = {"customer_id": "p1", "event_type": "CALL"}
-
-
-def norm(mapping: dict[str, Any], **raw: Any) -> NormalizedEvent:
-    return normalize({**BASE, **raw}, mapping)
-
-
-def fails(
-    mapping: dict[str, Any], record: Any, field: str, match: str | None = None
-) -> MappingError:
-    with pytest.raises(MappingError, match=match) as caught:
-        normalize(record, mapping)
-    assert caught.value.field == field
-    return caught.value
-
-
-def rejected(mapping: Any, field: str, match: str | None = None) -> None:
-    with pytest.raises(MappingError, match=match) as caught:
-        validate_mapping(mapping)
-    assert caught.value.field == field
-
+from app.engine.mapping import FIELDS, MappingError, NormalizedEvent, normalize
+from tests.unit.mapping_helpers import BASE, LOOKUP, fails, norm
 
 # --- the seed 001 example and plain paths -------------------------------------------
 
@@ -245,9 +223,6 @@ def test_a_constant_metadata_object_is_copied_not_shared():
     event = norm(mapping)
     event.metadata["source"] = "changed"
     assert mapping["metadata"]["const"] == {"source": "billing"}
-
-
-LOOKUP = {"outgoing": "CALL", "data": "DATA_USAGE"}
 
 
 def test_a_lookup_translates_raw_values():
