@@ -61,8 +61,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
             async def stop_listening() -> None:  # before the hub closes its connections
                 revocations.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await revocations
+                # Bounded: a stalled Redis unsubscribe must not hold up shutdown.
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(revocations, 2)
 
             stack.push_async_callback(stop_listening)
             # Start-up made a large, long-lived heap (schema, models, ORM state): freeze it

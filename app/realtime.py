@@ -158,10 +158,12 @@ class Hub:
                 with contextlib.suppress(asyncio.QueueFull):
                     signal.put_nowait(_CLOSED)
         self._channels.clear()
+        # Each step bounded: a stalled Redis connection must not hold up shutdown.
         with contextlib.suppress(Exception):
-            await self._broadcast.disconnect()
+            await asyncio.wait_for(self._broadcast.disconnect(), 2)
         if self._publisher is not None:
-            await self._publisher.aclose()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._publisher.aclose(), 2)
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         """Send one message to every subscriber of `channel` in every process."""
@@ -248,8 +250,9 @@ class Hub:
                     del self._channels[channel]
                     if entry.reader:
                         entry.reader.cancel()
+                        # Bounded: a stalled Redis unsubscribe must not hang the caller.
                         with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await entry.reader
+                            await asyncio.wait_for(entry.reader, 2)
 
 
 def _offer(queue: asyncio.Queue[Any], item: Any) -> None:

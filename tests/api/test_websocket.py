@@ -102,7 +102,7 @@ async def test_a_revoked_key_stops_at_once_on_a_server_that_had_it_cached(server
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         ok = await http.post("/graphql", json=body, headers=headers)
         assert ok.status_code == 200 and "errors" not in ok.json()  # now cached by that server
-        revoked = questline(settings, "apikey", "revoke", row.prefix)
+        revoked = await questline(settings, "apikey", "revoke", row.prefix)
         assert revoked.returncode == 0, revoked.stderr
         refused = await http.post("/graphql", json=body, headers=headers)
     assert "revoked" in refused.json()["errors"][0]["message"]

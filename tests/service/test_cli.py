@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,25 +11,32 @@ from models import ApiKey, Tenant
 from tests.conftest import ROOT
 
 
-def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
+async def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the CLI without blocking the event loop (the app under test keeps running)."""
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        *args,
         cwd=ROOT,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return subprocess.CompletedProcess(
+        list(args), process.returncode or 0, out.decode(), err.decode()
     )
 
 
 async def test_tenant_apikey_and_token_commands(app, settings):
-    created = questline(
+    created = await questline(
         settings,
         "tenant",
         "create",
@@ -43,26 +51,28 @@ async def test_tenant_apikey_and_token_commands(app, settings):
     tenant = await Tenant.get(slug="shop")
     assert tenant.timezone == "Europe/Helsinki"
 
-    key = questline(settings, "apikey", "create", "--tenant", "shop", "--role", "integrator")
+    key = await questline(settings, "apikey", "create", "--tenant", "shop", "--role", "integrator")
     assert key.returncode == 0, key.stderr
     last_line = key.stdout.strip().splitlines()[-1]
     assert last_line.startswith("ql_")
     row = await ApiKey.get(tenant=tenant)
     assert last_line.startswith(f"ql_{row.prefix}_") and row.role == "integrator"
 
-    revoked = questline(settings, "apikey", "revoke", row.prefix)
+    revoked = await questline(settings, "apikey", "revoke", row.prefix)
     assert revoked.returncode == 0 and (await ApiKey.get(id=row.id)).revoked
 
-    token = questline(settings, "player-token", "--tenant", "shop", "--player", "p1")
+    token = await questline(settings, "player-token", "--tenant", "shop", "--player", "p1")
     assert token.returncode == 0 and token.stdout.strip().count(".") == 2
 
 
 async def test_bad_input_exits_non_zero_with_a_clear_message_and_writes_nothing(app, settings):
-    bad_role = questline(settings, "apikey", "create", "--tenant", "default", "--role", "root")
+    bad_role = await questline(
+        settings, "apikey", "create", "--tenant", "default", "--role", "root"
+    )
     assert bad_role.returncode == 1 and "unknown role 'root'" in bad_role.stderr
-    bad_preset = questline(settings, "tenant", "create", "x", "--preset", "casino")
+    bad_preset = await questline(settings, "tenant", "create", "x", "--preset", "casino")
     assert bad_preset.returncode == 1 and "unknown preset 'casino'" in bad_preset.stderr
-    bad_tz = questline(
+    bad_tz = await questline(
         settings, "tenant", "create", "y", "--preset", "habits", "--timezone", "Nowhere/Land"
     )
     assert bad_tz.returncode == 1 and "unknown timezone" in bad_tz.stderr
@@ -72,11 +82,11 @@ async def test_bad_input_exits_non_zero_with_a_clear_message_and_writes_nothing(
 
 async def test_seed_is_idempotent_and_export_schema_writes_the_sdl(app, settings, tmp_path):
     for _ in range(2):
-        seeded = questline(settings, "seed")
+        seeded = await questline(settings, "seed")
         assert seeded.returncode == 0, seeded.stderr
     assert await Tenant.filter(slug="default").count() == 1
     out = tmp_path / "s.graphql"
-    exported = questline(settings, "export-schema", "--output", str(out))
+    exported = await questline(settings, "export-schema", "--output", str(out))
     assert exported.returncode == 0
     assert out.read_text() == (ROOT / "schema.graphql").read_text()
 
@@ -91,5 +101,5 @@ async def test_seed_records_a_week_of_demo_events_at_any_time_of_day(app, settin
         events = demo_events(now)
         assert all(e.occurred_at <= now + timedelta(minutes=2) for e in events)
         assert events == demo_events(now + timedelta(minutes=30))  # same date, same events
-    seeded = questline(settings, "seed")
+    seeded = await questline(settings, "seed")
     assert "refused" not in seeded.stderr and "36 demo events recorded" in seeded.stderr
