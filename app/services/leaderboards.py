@@ -58,6 +58,10 @@ def _today(tenant: Tenant, now: datetime | None) -> date:
     return local_day(now or datetime.now(UTC), zone(tenant.timezone))
 
 
+def _player_today(tenant: Tenant, player: Player, now: datetime | None) -> date:
+    return local_day(now or datetime.now(UTC), zone(player.timezone or tenant.timezone))
+
+
 async def resolve_scope(
     tenant: Tenant, team_id: str | None, segment: str | None, kind: PlayerKind | None
 ) -> Scope:
@@ -155,7 +159,7 @@ async def board(
     day = _today(tenant, now)
     key = periods.period_key(period.value, day)
     total = await _scoped(tenant, period, key, scope).count()
-    me_row = None
+    me_row, my_rank = None, 0
     if around is not None:
         me_row = await _own_row(tenant, period, key, scope, around)
         if me_row is not None:  # centre the page on that player
@@ -183,14 +187,15 @@ async def board(
             points=row.points,
             previous_rank=before[0] if before else None,
             points_change=row.points - (before[1] if before else ZERO),
-            streak_days=streak.as_of(day),
+            # Streaks live in the player's own day.
+            streak_days=streak.as_of(_player_today(tenant, players[row.player_id], now)),
         )
 
     entries = [entry(offset + i + 1, row) for i, row in enumerate(rows)]
     me = None
     if me_row is not None:
         me = next((e for e in entries if e.player.id == me_row.player_id), None) or entry(
-            await _rank_of(tenant, period, key, scope, me_row), me_row
+            my_rank, me_row
         )
     return Board(period, key, total, entries, me)
 
