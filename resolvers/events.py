@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from decimal import Decimal
 
 import strawberry
 
@@ -129,8 +130,6 @@ class EventSubscription:
         channel = player_channel(who.tenant.id, player_id, "level")
         async with info.context.rt.hub.subscribe(channel) as messages:
             async for message in messages:
-                from decimal import Decimal
-
                 rules = rules_for(who.tenant)
                 level = levels.info(message["to"], rules)
                 yield LevelChanged(

@@ -42,7 +42,7 @@ from app.services.event_input import (
     sort_duplicates,
 )
 from app.services.ingest_store import DayRow, IngestStore, WalletRow
-from app.services.ledger import transaction_json, wallet_view
+from app.services.ledger import level_up_json, points_json, wallet_view
 from app.services.players import boards_channel, player_channel
 from app.services.rules import rules_for
 from models import PointTransaction, Tenant
@@ -404,30 +404,15 @@ async def _publish(
         player_id = by_pk[outcome.event.player_id].external_id  # type: ignore[attr-defined]
         wallet = outcome.wallet.as_json()
         channel = player_channel(tenant.id, player_id, "points")
-        for row in outcome.transactions:
-            messages.append(
-                (
-                    channel,
-                    {
-                        "playerId": player_id,
-                        "amount": str(row.amount),
-                        "wallet": wallet,
-                        "transaction": transaction_json(row),
-                    },
-                )
-            )
+        messages.extend(
+            (channel, points_json(player_id, row, wallet)) for row in outcome.transactions
+        )
         if outcome.level_up is not None:
             lu = outcome.level_up
             messages.append(
                 (
                     player_channel(tenant.id, player_id, "level"),
-                    {
-                        "playerId": player_id,
-                        "from": lu.from_level,
-                        "to": lu.to_level,
-                        "lifetime": str(lu.lifetime),
-                        "bonus": str(lu.bonus),
-                    },
+                    level_up_json(player_id, lu.from_level, lu.to_level, lu.lifetime, lu.bonus),
                 )
             )
     # One message per batch tells live boards to look again (they coalesce).

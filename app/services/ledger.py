@@ -316,20 +316,8 @@ async def publish_points(
     wallet: WalletView,
 ) -> None:
     channel = player_channel(tenant.id, player_id, "points")
-    await rt.hub.publish_many(
-        [
-            (
-                channel,
-                {
-                    "playerId": player_id,
-                    "amount": str(row.amount),
-                    "wallet": wallet.as_json(),
-                    "transaction": transaction_json(row),
-                },
-            )
-            for row in rows
-        ]
-    )
+    encoded = wallet.as_json()
+    await rt.hub.publish_many([(channel, points_json(player_id, row, encoded)) for row in rows])
 
 
 async def _add_board_points(
@@ -353,13 +341,26 @@ async def _add_board_points(
     )
 
 
-def level_up_json(player_id: str, change: LevelChange, lifetime: Decimal) -> dict[str, object]:
+def level_up_json(
+    player_id: str, from_level: int, to_level: int, lifetime: Decimal, bonus: Decimal
+) -> dict[str, object]:
+    """The levelUp message, the same from every path that levels a player up."""
     return {
         "playerId": player_id,
-        "from": change.from_level,
-        "to": change.to_level,
+        "from": from_level,
+        "to": to_level,
         "lifetime": str(lifetime),
-        "bonus": str(change.bonus),
+        "bonus": str(bonus),
+    }
+
+
+def points_json(player_id: str, row: Any, wallet: dict[str, Any]) -> dict[str, object]:
+    """The pointsChanged message for one ledger line (wallet encoded once per batch)."""
+    return {
+        "playerId": player_id,
+        "amount": str(row.amount),
+        "wallet": wallet,
+        "transaction": transaction_json(row),
     }
 
 
@@ -367,7 +368,8 @@ async def publish_level_up(
     rt: Runtime, tenant: Tenant, player_id: str, change: LevelChange, lifetime: Decimal
 ) -> None:
     await rt.hub.publish(
-        player_channel(tenant.id, player_id, "level"), level_up_json(player_id, change, lifetime)
+        player_channel(tenant.id, player_id, "level"),
+        level_up_json(player_id, change.from_level, change.to_level, lifetime, change.bonus),
     )
 
 
