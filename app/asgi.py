@@ -53,8 +53,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             contextlib.AsyncExitStack() as stack,
         ):
             if settings.redis_url:
-                rt.redis = Redis.from_url(settings.redis_url)
-                stack.push_async_callback(rt.redis.aclose)
+                redis = Redis.from_url(settings.redis_url)
+                stack.push_async_callback(redis.aclose)
+                rt.use_redis(redis)
+                stack.push_async_callback(rt.boards.close)  # type: ignore[union-attr]
             await rt.hub.connect()
             stack.push_async_callback(rt.hub.disconnect)
             revocations = asyncio.create_task(listen_for_revocations(rt.hub))
@@ -104,6 +106,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "subscriptions": rt.hub.total_subscribers(),
             "realtime": rt.hub.stats(),
         }
+        if rt.boards is not None:
+            body["leaderboards"] = dict(rt.boards.stats)
         return JSONResponse(body, status_code=200 if ready else 503)
 
     routes = [

@@ -14,8 +14,9 @@ from rich.console import Console
 
 from app import presets
 from app.db import orm, run_migrations
-from app.errors import UserError
+from app.errors import ErrorCode, UserError
 from app.settings import Settings
+from models.leaderboards import Period
 
 T = TypeVar("T")
 
@@ -26,8 +27,10 @@ cli = typer.Typer(
 )
 tenant_cli = typer.Typer(help="Tenants.", no_args_is_help=True)
 apikey_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+leaderboard_cli = typer.Typer(help="Leaderboards.", no_args_is_help=True)
 cli.add_typer(tenant_cli, name="tenant")
 cli.add_typer(apikey_cli, name="apikey")
+cli.add_typer(leaderboard_cli, name="leaderboard")
 
 console = Console(stderr=True)
 
@@ -140,6 +143,71 @@ def decay(
         raise typer.Exit(1)
     for slug, run in results:
         console.print(f"{slug}: decayed {run.points} points from {run.players} inactive players")
+
+
+@leaderboard_cli.command("rebuild")
+def leaderboard_rebuild(
+    tenant: Annotated[str | None, typer.Option(help="One tenant (default: all).")] = None,
+    period: Annotated[Period | None, typer.Option(help="One period (default: all).")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="One period key, e.g. 2026-11-20 (default: current and previous)."),
+    ] = None,
+) -> None:
+    """Restore the Redis leaderboards from the database (the record)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from app.services.board_cache import BoardCache, record_count
+    from app.services.leaderboards import boards_to_rebuild
+    from models import Tenant
+
+    if key is not None and period is None:
+        console.print("[red]--key needs --period[/red]")
+        raise typer.Exit(2)
+
+    async def work(settings: Settings) -> list[tuple[str, str, str, int]]:
+        from redis.asyncio import Redis
+
+        if not settings.redis_url:
+            raise UserError(
+                ErrorCode.INVALID, "REDIS_URL is not set: leaderboards are served from SQL"
+            )
+        redis = Redis.from_url(settings.redis_url)
+        cache = BoardCache(redis, settings.redis_prefix, settings.leaderboard_retention_days)
+        done: list[tuple[str, str, str, int]] = []
+        try:
+            query = Tenant.filter(slug=tenant) if tenant else Tenant.all()
+            rows = await query.order_by("slug")
+            if tenant and not rows:
+                raise UserError(ErrorCode.NOT_FOUND, f"no tenant {tenant!r}")
+            with Progress(
+                "{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                for row in rows:
+                    boards = boards_to_rebuild(row, period.value if period else None, key)
+                    for board_period, board_key in boards:
+                        total = await record_count(row.id, board_period, board_key)
+                        task = progress.add_task(
+                            f"{row.slug} {board_period} {board_key}", total=total
+                        )
+                        written = await cache.rebuild(
+                            row.id,
+                            row.timezone,
+                            board_period,
+                            board_key,
+                            progress=lambda n, task=task: progress.advance(task, n),
+                        )
+                        done.append((row.slug, board_period, board_key, written))
+        finally:
+            await redis.aclose()
+        return done
+
+    for slug, board_period, board_key, written in _run(work):
+        console.print(f"{slug} {board_period} {board_key}: {written} players")
 
 
 @tenant_cli.command("create")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.realtime import Hub
+from app.services.board_cache import BoardCache
 from app.services.coalesce import Coalescer
 from app.settings import Settings
 
@@ -19,6 +20,14 @@ class Runtime:
     hub: Hub = field(init=False)
     redis: Redis | None = None
     coalescer: Coalescer = field(default_factory=Coalescer)
+    # Leaderboards in Redis sorted sets (None: served from SQL).
+    boards: BoardCache | None = None
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.settings.redis_url, prefix=self.settings.redis_prefix)
+
+    def use_redis(self, redis: Redis) -> None:
+        self.redis = redis
+        self.boards = BoardCache(
+            redis, self.settings.redis_prefix, self.settings.leaderboard_retention_days
+        )

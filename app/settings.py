@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     redis_prefix: str = "questline"
     player_token_ttl_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     default_timezone: str = "UTC"
+    # Redis leaderboard sets of a closed period are kept this many days after it ends
+    # (previous-period ranks read them); the record and snapshots keep the history.
+    leaderboard_retention_days: int = Field(40, ge=1, le=3650)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -46,6 +46,7 @@ class LeaderboardQuery:
                 offset=offset or 0,
                 around=around,
                 scope=scope,
+                cache=info.context.rt.boards,
             )
         except DomainUserError as exc:
             raise ValueError(exc.message) from None
@@ -82,7 +83,9 @@ class LeaderboardSubscription:
         last = None
         async for _ in _looks(info):
             try:
-                board = await leaderboards.board(who.tenant, period, first=size)
+                board = await leaderboards.board(
+                    who.tenant, period, first=size, cache=info.context.rt.boards
+                )
             except DomainUserError as exc:
                 raise ValueError(exc.message) from None
             shown = (board.period_key, [(e.player.id, e.points) for e in board.entries])
@@ -106,7 +109,11 @@ class LeaderboardSubscription:
         async for _ in _looks(info):
             player = await player_service.get_player(who.tenant, player_id)
             entry = (
-                await leaderboards.rank_of_player(who.tenant, player, period) if player else None
+                await leaderboards.rank_of_player(
+                    who.tenant, player, period, cache=info.context.rt.boards
+                )
+                if player
+                else None
             )
             if entry is not None and entry.rank != last:
                 yield RankChanged(

@@ -130,7 +130,10 @@ class Player:
         self, info: Info, period: LeaderboardPeriod = Period.ALL_TIME
     ) -> LeaderboardEntry | None:
         entry = await leaderboards.rank_of_player(
-            info.context.viewer.tenant, self._model, Period(period)
+            info.context.viewer.tenant,
+            self._model,
+            Period(period),
+            cache=info.context.rt.boards,
         )
         return LeaderboardEntry.from_entry(entry) if entry else None
 

@@ -129,8 +129,12 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
     async with LifespanManager(application) as manager:
         await empty_database()
+        rt = application.state.rt
+        if rt.redis is not None:  # the Redis boards copy the emptied record: empty too
+            async for name in rt.redis.scan_iter(match=f"{settings.redis_prefix}:lb:*"):
+                await rt.redis.delete(name)
         asgi = manager.app
-        asgi.rt = application.state.rt  # type: ignore[attr-defined]
+        asgi.rt = rt  # type: ignore[attr-defined]
         yield asgi
 
 

@@ -62,3 +62,31 @@ def previous_key(period: str, day: date) -> str | None:
 
 def counts_for_boards(kind: str, amount: Decimal) -> bool:
     return kind in BOARD_KINDS and amount > 0
+
+
+def first_day(period: str, key: str) -> date | None:
+    """The first day of the period a key names (None for all time)."""
+    if period == "DAILY":
+        return date.fromisoformat(key)
+    if period == "WEEKLY":
+        year, week = key.split("-W")
+        return date.fromisocalendar(int(year), int(week), 1)
+    if period == "MONTHLY":
+        year, month = key.split("-")
+        return date(int(year), int(month), 1)
+    if period == "ALL_TIME":
+        return None
+    raise ValueError(f"unknown period {period!r}")
+
+
+def end_day(period: str, key: str) -> date | None:
+    """The first day after the period a key names: it closes at that day's midnight
+    (None for all time, which never closes)."""
+    start = first_day(period, key)
+    if start is None:
+        return None
+    if period == "DAILY":
+        return start + timedelta(days=1)
+    if period == "WEEKLY":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)

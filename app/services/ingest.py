@@ -14,7 +14,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,7 @@ from app.engine.rules import PointRules
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
+from app.services.board_cache import score_row
 from app.services.common import zone
 from app.services.event_input import (
     CheckedEvent,
@@ -41,7 +42,7 @@ from app.services.event_input import (
     outcome_json,
     sort_duplicates,
 )
-from app.services.ingest_store import DayRow, IngestStore, WalletRow
+from app.services.ingest_store import DayRow, IngestStore, ScoreTotal, WalletRow
 from app.services.ledger import level_up_json, points_json, wallet_view
 from app.services.players import boards_channel, player_channel
 from app.services.rules import rules_for
@@ -123,13 +124,14 @@ async def record_events(
         except UserError as exc:
             checked.append(exc)
     try:
-        results, items, published, by_pk = await _apply(tenant, rules, checked, now, dry_run)
+        done = await _apply(tenant, rules, checked, now, dry_run)
     except IntegrityError:
         # A batch in flight committed the same idempotency key first: run again, and the
         # repeat is found and replayed like any duplicate.
-        results, items, published, by_pk = await _apply(tenant, rules, checked, now, dry_run)
-    if not dry_run and published:
-        await _publish(rt, tenant, published, by_pk)
+        done = await _apply(tenant, rules, checked, now, dry_run)
+    results, items = done.results, done.items
+    if not dry_run and done.published:
+        await _publish(rt, tenant, done)
     for item in items:
         if item.duplicate_of is not None:
             first = results[item.duplicate_of]
@@ -142,33 +144,45 @@ async def record_events(
     return [r if r is not None else UserError(ErrorCode.INVALID, "not processed") for r in results]
 
 
+@dataclass(slots=True)
+class _Applied:
+    """One attempt's results, and what to publish once it has committed."""
+
+    results: list[Outcome | UserError | None]
+    items: list[CheckedEvent]
+    published: list[Outcome] = field(default_factory=list)
+    by_pk: dict[int, Any] = field(default_factory=dict)
+    scores: list[ScoreTotal] = field(default_factory=list)  # period score rows written
+
+
 async def _apply(
     tenant: Tenant,
     rules: PointRules,
     checked: list[CheckedEvent | UserError],
     now: datetime,
     dry_run: bool,
-) -> tuple[list[Outcome | UserError | None], list[CheckedEvent], list[Outcome], dict[int, Any]]:
+) -> _Applied:
     """One attempt, in one transaction on one connection."""
     results: list[Outcome | UserError | None] = [
         c if isinstance(c, UserError) else None for c in checked
     ]
     items = [replace(c, duplicate_of=None) for c in checked if not isinstance(c, UserError)]
-    published: list[Outcome] = []
-    by_pk: dict[int, Any] = {}
+    done = _Applied(results, items)
     async with in_transaction() as conn:
         store = _store(conn)
-        items = await sort_duplicates(
+        done.items = await sort_duplicates(
             tenant, items, results, rules, lambda keys: store.idempotency_hits(tenant.id, keys)
         )
-        todo = [item for item in items if item.duplicate_of is None]
+        todo = [item for item in done.items if item.duplicate_of is None]
         if todo:
             players = await _players(
                 store, tenant, {i.input.player_id for i in todo}, create=not dry_run
             )
-            by_pk = {p.id: p for p in players.values()}
-            published = await _process(store, tenant, rules, todo, players, results, now, dry_run)
-    return results, items, published, by_pk
+            done.by_pk = {p.id: p for p in players.values()}
+            done.published, done.scores = await _process(
+                store, tenant, rules, todo, players, results, now, dry_run
+            )
+    return done
 
 
 async def _process(
@@ -180,8 +194,9 @@ async def _process(
     results: list[Outcome | UserError | None],
     now: datetime,
     dry_run: bool,
-) -> list[Outcome]:
-    """Applies the events in order; returns the outcomes to publish after commit."""
+) -> tuple[list[Outcome], list[ScoreTotal]]:
+    """Applies the events in order; returns the outcomes to publish after commit and the
+    period score rows as written."""
     by_pk = {p.id: p for p in players.values()}
     known = [i for i in items if i.input.player_id in players]
     unknown = [i for i in items if i.input.player_id not in players]  # preview of a new player
@@ -294,11 +309,12 @@ async def _process(
     for item in unknown:
         outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
+    totals: list[ScoreTotal] = []
     if not dry_run and event_rows:
         score_rows = [
             [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
         ]
-        ids = await store.write_batch(
+        ids, totals = await store.write_batch(
             event_rows,
             tx_rows,
             [wallets[pid] for pid in pids],
@@ -310,7 +326,7 @@ async def _process(
             row.id = row_id
     for index, outcome in outcomes.items():
         results[index] = outcome
-    return [outcomes[i.index] for i in known]
+    return [outcomes[i.index] for i in known], totals
 
 
 def _dumps(value: Any) -> str:
@@ -395,11 +411,15 @@ def _preview_new_player(
     )
 
 
-async def _publish(
-    rt: Runtime, tenant: Tenant, outcomes: list[Outcome], by_pk: dict[int, Any]
-) -> None:
+async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
+    by_pk = done.by_pk
+    if rt.boards is not None:  # the Redis boards first: live boards then read them
+        await rt.boards.apply(
+            [score_row(tenant.id, s, by_pk[s.player_id].hidden_from_boards) for s in done.scores],
+            tenant.timezone,
+        )
     messages: list[tuple[str, dict[str, Any]]] = []
-    for outcome in outcomes:
+    for outcome in done.published:
         assert outcome.event is not None and outcome.wallet is not None
         player_id = by_pk[outcome.event.player_id].external_id  # type: ignore[attr-defined]
         wallet = outcome.wallet.as_json()

@@ -96,7 +96,8 @@ class IngestStore:
 
     async def players(self, tenant_id: int, external_ids: Sequence[str]) -> list[Any]:
         sql = (
-            f"SELECT id, external_id, kind, segment, timezone, attributes FROM player "
+            "SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards "
+            "FROM player "
             f"WHERE tenant_id = {self._marks(1)} AND external_id IN "
             f"({self._marks(len(external_ids), 2)})"
         )
@@ -109,6 +110,7 @@ class IngestStore:
                 r["segment"],
                 r["timezone"],
                 _json(r["attributes"]),
+                bool(r["hidden_from_boards"]),
             )
             for r in rows
         ]
@@ -218,16 +220,16 @@ class IngestStore:
         days: Iterable[DayRow],
         scores: list[list[Any]],
         now: datetime,
-    ) -> list[int]:
-        """All of a batch's writes; the new ledger ids in the order of `transactions`.
-        `scores` rows: tenant id, player id, period, period key, points to add."""
+    ) -> tuple[list[int], list[ScoreTotal]]:
+        """All of a batch's writes: the new ledger ids in the order of `transactions`, and
+        the period score rows as they now stand. `scores` rows: tenant id, player id,
+        period, period key, points to add."""
         if not self.postgres:
             await self.insert_events(events)
             ids = await self.insert_transactions(transactions) if transactions else []
             await self.update_wallets(wallets, now)
             await self.upsert_days(days)
-            await self.add_scores(scores, now)
-            return ids
+            return ids, await self.add_scores(scores, now)
         wallet_rows = [[w.player_id, *w.state_values()] for w in wallets]
         day_rows = [[d.player_id, d.day, d.events, d.earned] for d in days]
         tx_rows = [[t[0], t[1], t[2], t[3], t[4], t[5], t[6]] for t in transactions]
@@ -240,18 +242,27 @@ class IngestStore:
             *_columns(scores, 5),
         ]
         rows = await self.conn.execute_query_dict(WRITE_BATCH_POSTGRES, values)
-        return sorted(r["id"] for r in rows)
+        ids = sorted(r["id"] for r in rows if r["id"] is not None)
+        return ids, [_score_total(r) for r in rows if r["id"] is None]
 
-    async def add_scores(self, rows: list[list[Any]], now: datetime) -> None:
-        if not rows:
-            return
-        sql = (
-            f"INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
-            f"reached_at) VALUES ({self._marks(6)}) ON CONFLICT (tenant_id, period, "
-            "period_key, player_id) DO UPDATE SET points = period_score.points + "
-            "excluded.points, reached_at = excluded.reached_at"
-        )
-        await self.conn.execute_many(sql, [[*row, now] for row in rows])
+    async def add_scores(self, rows: list[list[Any]], now: datetime) -> list[ScoreTotal]:
+        """Adds points to period score rows; returns the rows as they now stand."""
+        totals: list[ScoreTotal] = []
+        for start in range(0, len(rows), SCORE_CHUNK):
+            chunk = rows[start : start + SCORE_CHUNK]
+            values = ", ".join(f"({self._marks(6, 6 * i + 1)})" for i in range(len(chunk)))
+            sql = (
+                "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+                f"reached_at) VALUES {values} ON CONFLICT (tenant_id, period, period_key, "
+                "player_id) DO UPDATE SET points = period_score.points + excluded.points, "
+                "reached_at = excluded.reached_at "
+                "RETURNING player_id, period, period_key, points, reached_at"
+            )
+            result = await self.conn.execute_query_dict(
+                sql, [v for row in chunk for v in (*row, now)]
+            )
+            totals += [_score_total(r) for r in result]
+        return totals
 
     async def update_wallets(self, rows: list[WalletRow], now: datetime) -> None:
         sql = (
@@ -313,16 +324,49 @@ WITH new_events AS (
          AS s(tenant_id, player_id, period, period_key, points)
     ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
     SET points = period_score.points + excluded.points, reached_at = excluded.reached_at
+    RETURNING player_id, period, period_key, points, reached_at
+), new_lines AS (
+    INSERT INTO point_transaction (tenant_id, player_id, kind, amount, balance_after, reason,
+                                   event_id, created_at)
+    SELECT t.tenant_id, t.player_id, t.kind, t.amount, t.balance_after, t.reason,
+           t.event_id::uuid, $15
+    FROM unnest($28::int[], $29::int[], $30::text[], $31::numeric[], $32::numeric[],
+                $33::text[], $34::text[])
+         AS t(tenant_id, player_id, kind, amount, balance_after, reason, event_id)
+    RETURNING id
 )
-INSERT INTO point_transaction (tenant_id, player_id, kind, amount, balance_after, reason,
-                               event_id, created_at)
-SELECT t.tenant_id, t.player_id, t.kind, t.amount, t.balance_after, t.reason,
-       t.event_id::uuid, $15
-FROM unnest($28::int[], $29::int[], $30::text[], $31::numeric[], $32::numeric[], $33::text[],
-            $34::text[])
-     AS t(tenant_id, player_id, kind, amount, balance_after, reason, event_id)
-RETURNING id
+SELECT id, NULL::int AS player_id, NULL::text AS period, NULL::text AS period_key,
+       NULL::numeric AS points, NULL::timestamptz AS reached_at
+FROM new_lines
+UNION ALL
+SELECT NULL, player_id, period, period_key, points, reached_at FROM board_scores
 """
+
+
+# Rows per period score upsert (six values each, within SQLite's variable limit).
+SCORE_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTotal:
+    """A period score row after a write: what the Redis boards copy."""
+
+    player_id: int
+    period: str
+    period_key: str
+    points: Decimal
+    reached_at: datetime
+
+
+def _score_total(row: dict[str, Any]) -> ScoreTotal:
+    reached = row["reached_at"]
+    if isinstance(reached, str):
+        reached = datetime.fromisoformat(reached)
+    if reached.tzinfo is None:
+        reached = reached.replace(tzinfo=UTC)
+    return ScoreTotal(
+        row["player_id"], row["period"], row["period_key"], Decimal(str(row["points"])), reached
+    )
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -337,6 +381,7 @@ class _PlayerRow:
     segment: str | None
     timezone: str | None
     attributes: dict[str, Any]
+    hidden_from_boards: bool = False
 
 
 def _json(value: Any) -> Any:

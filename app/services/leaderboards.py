@@ -17,6 +17,7 @@ from app.engine import periods
 from app.engine.periods import local_day
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
+from app.services.board_cache import BoardCache
 from app.services.common import zone
 from models import Period, PeriodScore, Player, PlayerKind, Team, Tenant, Wallet
 
@@ -60,6 +61,30 @@ def _today(tenant: Tenant, now: datetime | None) -> date:
 
 def _player_today(tenant: Tenant, player: Player, now: datetime | None) -> date:
     return local_day(now or datetime.now(UTC), zone(player.timezone or tenant.timezone))
+
+
+def boards_to_rebuild(
+    tenant: Tenant, period: str | None = None, key: str | None = None, now: datetime | None = None
+) -> list[tuple[str, str]]:
+    """The boards a rebuild restores: the current and previous periods (what reads use),
+    or one named period and key."""
+    wanted = [Period(period)] if period else list(Period)
+    if key is not None:
+        try:
+            periods.first_day(wanted[0].value, key)
+        except ValueError:
+            raise UserError(
+                ErrorCode.INVALID, f"{key!r} is not a {wanted[0].value} key", "key"
+            ) from None
+        return [(wanted[0].value, key)]
+    day = _today(tenant, now)
+    out: list[tuple[str, str]] = []
+    for board_period in wanted:
+        out.append((board_period.value, periods.period_key(board_period.value, day)))
+        previous = periods.previous_key(board_period.value, day)
+        if previous is not None:
+            out.append((board_period.value, previous))
+    return out
 
 
 async def resolve_scope(
@@ -142,6 +167,59 @@ async def _own_row(
     return await query.filter(player__external_id=player_id).first()
 
 
+@dataclass(frozen=True, slots=True)
+class _Ranking:
+    """A page of ranked rows, from SQL or from the Redis copy."""
+
+    total: int
+    rows: list[tuple[int, int, Decimal, datetime | None]]  # rank, player pk, points, reached
+    me: tuple[int, int, Decimal] | None  # rank, player pk, points
+    previous: dict[int, tuple[int, Decimal]] | None  # None: not known yet
+
+
+async def _sql_ranking(
+    tenant: Tenant, period: Period, key: str, scope: Scope, first: int, offset: int, around
+) -> _Ranking:
+    total = await _scoped(tenant, period, key, scope).count()
+    me = None
+    if around is not None:
+        me_row = await _own_row(tenant, period, key, scope, around)
+        if me_row is not None:  # centre the page on that player
+            my_rank = await _rank_of(tenant, period, key, scope, me_row)
+            offset = max(my_rank - 1 - first // 2, 0)
+            me = (my_rank, me_row.player_id, me_row.points)
+    rows = await _scoped(tenant, period, key, scope).order_by(*ORDER).offset(offset).limit(first)
+    ranked = [(offset + i + 1, r.player_id, r.points, r.reached_at) for i, r in enumerate(rows)]
+    return _Ranking(total, ranked, me, None)
+
+
+async def _cached_ranking(
+    cache: BoardCache, tenant: Tenant, period: Period, day: date, first: int, offset: int, around
+) -> _Ranking | None:
+    """The tenant-wide public board from Redis; None when SQL must answer."""
+    around_pk = None
+    if around is not None:
+        player = await Player.get_or_none(tenant_id=tenant.id, external_id=around)
+        if player is None:
+            return None  # not a player: SQL answers with an empty `me`
+        around_pk = player.id
+    page = await cache.page(
+        tenant.id,
+        tenant.timezone,
+        period.value,
+        periods.period_key(period.value, day),
+        periods.previous_key(period.value, day),
+        offset=offset,
+        count=first,
+        around=around_pk,
+    )
+    if page is None:
+        return None
+    me = (page.me.rank, page.me.player_id, page.me.points) if page.me else None
+    rows = [(e.rank, e.player_id, e.points, None) for e in page.entries]
+    return _Ranking(page.total, rows, me, page.previous)
+
+
 async def board(
     tenant: Tenant,
     period: Period,
@@ -151,57 +229,63 @@ async def board(
     around: str | None = None,
     scope: Scope = Scope(),
     now: datetime | None = None,
+    cache: BoardCache | None = None,
 ) -> Board:
+    """A page of the board. With a Redis `cache`, the tenant-wide board is read from its
+    sorted set when that is ready; scoped boards, and any board while its set is missing
+    or rebuilding, come from SQL: the same ranks either way."""
     if not 0 <= first <= MAX_PAGE:
         raise UserError(ErrorCode.INVALID, f"first must be between 0 and {MAX_PAGE}", "first")
     if offset < 0:
         raise UserError(ErrorCode.INVALID, "offset must not be negative", "offset")
     day = _today(tenant, now)
     key = periods.period_key(period.value, day)
-    total = await _scoped(tenant, period, key, scope).count()
-    me_row, my_rank = None, 0
-    if around is not None:
-        me_row = await _own_row(tenant, period, key, scope, around)
-        if me_row is not None:  # centre the page on that player
-            my_rank = await _rank_of(tenant, period, key, scope, me_row)
-            offset = max(my_rank - 1 - first // 2, 0)
-    rows = await _scoped(tenant, period, key, scope).order_by(*ORDER).offset(offset).limit(first)
-    ids = [row.player_id for row in rows]
-    if me_row is not None and me_row.player_id not in ids:
-        ids.append(me_row.player_id)
+    ranking = None
+    if cache is not None and scope == Scope():
+        ranking = await _cached_ranking(cache, tenant, period, day, first, offset, around)
+    if ranking is None:
+        ranking = await _sql_ranking(tenant, period, key, scope, first, offset, around)
+    ids = [pk for _, pk, _, _ in ranking.rows]
+    if ranking.me is not None and ranking.me[1] not in ids:
+        ids.append(ranking.me[1])
     players = {p.id: p for p in await Player.filter(id__in=ids)}
     wallets = {w.player_id: w for w in await Wallet.filter(player_id__in=ids)}  # type: ignore[attr-defined]
-    previous = await _previous(tenant, period, day, scope, ids)
+    previous = ranking.previous
+    if previous is None:
+        previous = await _previous(tenant, period, day, scope, ids)
 
-    def entry(rank: int, row: PeriodScore) -> Entry:
-        wallet = wallets.get(row.player_id)
+    def entry(rank: int, pk: int, points: Decimal) -> Entry:
+        wallet = wallets.get(pk)
         streak = (
             StreakState(wallet.streak_current, wallet.streak_best, wallet.last_active_day)
             if wallet
             else StreakState()
         )
-        before = previous.get(row.player_id)
+        before = previous.get(pk)
         return Entry(
             rank=rank,
-            player=players[row.player_id],
-            points=row.points,
+            player=players[pk],
+            points=points,
             previous_rank=before[0] if before else None,
-            points_change=row.points - (before[1] if before else ZERO),
+            points_change=points - (before[1] if before else ZERO),
             # Streaks live in the player's own day.
-            streak_days=streak.as_of(_player_today(tenant, players[row.player_id], now)),
+            streak_days=streak.as_of(_player_today(tenant, players[pk], now)),
         )
 
-    entries = [entry(offset + i + 1, row) for i, row in enumerate(rows)]
+    entries = [entry(rank, pk, points) for rank, pk, points, _ in ranking.rows if pk in players]
     me = None
-    if me_row is not None:
-        me = next((e for e in entries if e.player.id == me_row.player_id), None) or entry(
-            my_rank, me_row
-        )
-    return Board(period, key, total, entries, me)
+    if ranking.me is not None:
+        rank, pk, points = ranking.me
+        me = next((e for e in entries if e.player.id == pk), None) or entry(rank, pk, points)
+    return Board(period, key, ranking.total, entries, me)
 
 
 async def rank_of_player(
-    tenant: Tenant, player: Player, period: Period, now: datetime | None = None
+    tenant: Tenant,
+    player: Player,
+    period: Period,
+    now: datetime | None = None,
+    cache: BoardCache | None = None,
 ) -> Entry | None:
-    result = await board(tenant, period, first=1, around=player.external_id, now=now)
+    result = await board(tenant, period, first=1, around=player.external_id, now=now, cache=cache)
     return result.me

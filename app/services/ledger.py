@@ -21,7 +21,9 @@ from app.engine.points import cents
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
+from app.services.board_cache import score_row
 from app.services.common import zone
+from app.services.ingest_store import IngestStore, ScoreTotal
 from app.services.players import boards_channel, player_channel, require_player
 from app.services.rules import rules_for
 from models import Event, Player, PlayerDay, PointTransaction, Tenant, TransactionKind, Wallet
@@ -245,7 +247,7 @@ async def adjust_points(
             for tx in rows:  # a handful at most: the adjustment and any level-up bonuses
                 await tx.save(using_db=conn)
             row = rows[0]
-            await _add_board_points(conn, tenant, player, award.entries)
+            scores = await _add_board_points(conn, tenant, player, award.entries)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -255,8 +257,8 @@ async def adjust_points(
     earned = (await earned_on([(player.id, today)])).get((player.id, today), ZERO)
     view = wallet_view(tenant, wallet, earned)
     await publish_points(rt, tenant, player.external_id, rows, view)
-    if value > 0:
-        await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
+    if scores:
+        await publish_board_scores(rt, tenant, player, scores)
     if award.level_change is not None:
         await publish_level_up(
             rt, tenant, player.external_id, award.level_change, award.state.lifetime
@@ -322,23 +324,33 @@ async def publish_points(
 
 async def _add_board_points(
     conn: Any, tenant: Tenant, player: Player, entries: Sequence[LedgerEntry]
-) -> None:
-    """Awards outside the rule pipeline count on the leaderboards of today's periods."""
+) -> list[ScoreTotal]:
+    """Awards outside the rule pipeline count on the leaderboards of today's periods;
+    returns the period score rows as they now stand."""
     counted = sum((e.amount for e in entries if periods.counts_for_boards(e.kind, e.amount)), ZERO)
     if not counted:
-        return
-    from app.services.ingest_store import IngestStore
-
+        return []
     now = datetime.now(UTC)
     day = periods.local_day(now, zone(tenant.timezone))
     store = IngestStore(conn, postgres=conn.capabilities.dialect == "postgres")
-    await store.add_scores(
+    return await store.add_scores(
         [
             [tenant.id, player.id, period, key, counted]
             for period, key in periods.period_keys(day).items()
         ],
         now,
     )
+
+
+async def publish_board_scores(
+    rt: Runtime, tenant: Tenant, player: Player, scores: Sequence[ScoreTotal]
+) -> None:
+    """After commit: the Redis boards take the new scores, then live boards look again."""
+    if rt.boards is not None:
+        await rt.boards.apply(
+            [score_row(tenant.id, s, player.hidden_from_boards) for s in scores], tenant.timezone
+        )
+    await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
 
 
 def level_up_json(

@@ -11,6 +11,7 @@ from tortoise.transactions import in_transaction
 
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
+from app.services.board_cache import player_rows
 from app.services.common import check_external_id, check_timezone
 from models import Player, PlayerKind, Team, Tenant
 
@@ -85,17 +86,29 @@ async def upsert_player(
     if team_given:
         values["team"] = team
     player = await Player.get_or_none(tenant=tenant, external_id=player_id)
+    hidden_before = player.hidden_from_boards if player else False
     if player is None:
         try:
             async with in_transaction():
                 player = await Player.create(tenant=tenant, external_id=player_id, **values)
         except IntegrityError:
             player = await Player.get(tenant=tenant, external_id=player_id)
+            hidden_before = player.hidden_from_boards
             await _apply(player, values)
     else:
         await _apply(player, values)
+    if player.hidden_from_boards != hidden_before:
+        await _privacy_changed(rt, tenant, player)
     await rt.hub.publish(player_channel(tenant.id, player_id, "profile"), {"playerId": player_id})
     return player
+
+
+async def _privacy_changed(rt: Runtime, tenant: Tenant, player: Player) -> None:
+    """The player left (or came back to) the public boards."""
+    if rt.boards is not None:  # the Redis copies take the record's rows, hidden or not
+        rows = await player_rows(tenant.id, player.id, player.hidden_from_boards)
+        await rt.boards.apply(rows, tenant.timezone)
+    await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
 
 
 async def _apply(player: Player, values: Mapping[str, Any]) -> None:

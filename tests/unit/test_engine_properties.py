@@ -176,3 +176,20 @@ def test_period_keys_follow_iso_weeks_and_calendar_months():
     assert periods.counts_for_boards("EARN", Decimal(1))
     assert not periods.counts_for_boards("REDEEM", Decimal(5))
     assert not periods.counts_for_boards("ADJUST", Decimal(-5))
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)))
+def test_a_period_key_names_the_days_from_its_first_day_to_its_end(day):
+    from app.engine import periods
+
+    for period in ("DAILY", "WEEKLY", "MONTHLY"):
+        key = periods.period_key(period, day)
+        start, end = periods.first_day(period, key), periods.end_day(period, key)
+        assert start is not None and end is not None
+        assert start <= day < end
+        assert periods.period_key(period, start) == key
+        assert periods.period_key(period, end - timedelta(days=1)) == key
+        assert periods.period_key(period, end) != key
+        assert periods.previous_key(period, end) == key
+    assert periods.first_day("ALL_TIME", "all") is None
+    assert periods.end_day("ALL_TIME", "all") is None
