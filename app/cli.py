@@ -210,6 +210,27 @@ def leaderboard_rebuild(
         console.print(f"{slug} {board_period} {board_key}: {written} players")
 
 
+@leaderboard_cli.command("snapshot")
+def leaderboard_snapshot(
+    tenant: Annotated[str | None, typer.Option(help="One tenant (default: all).")] = None,
+) -> None:
+    """Snapshot closed periods (top 100, each player's final rank); safe to run twice."""
+    from app.services.leaderboards import snapshot_closed
+    from models import Tenant
+
+    async def work(settings: Settings) -> list[tuple[str, list[tuple[str, str]]]]:
+        query = Tenant.filter(slug=tenant) if tenant else Tenant.all()
+        rows = await query.order_by("slug")
+        if tenant and not rows:
+            raise UserError(ErrorCode.NOT_FOUND, f"no tenant {tenant!r}")
+        return [(row.slug, await snapshot_closed(row)) for row in rows]
+
+    for slug, done in _run(work):
+        console.print(f"{slug}: {len(done)} closed periods snapshotted")
+        for board_period, board_key in done:
+            console.print(f"  {board_period} {board_key}")
+
+
 @tenant_cli.command("create")
 def tenant_create(
     slug: str,

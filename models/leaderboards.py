@@ -28,8 +28,28 @@ class PeriodScore(Model):
     period_key = fields.CharField(max_length=16)  # 2026-11-20, 2026-W47, 2026-11, all
     points = fields.DecimalField(**POINTS, default=0)
     reached_at = fields.DatetimeField()  # when the score last grew: the tie-break
+    # Rank on the public board when the period closed (set by its snapshot).
+    final_rank = fields.IntField(null=True)
 
     class Meta:
         table = "period_score"
         unique_together = (("tenant", "period", "period_key", "player"),)
         indexes = (("tenant_id", "period", "period_key", "points", "reached_at"),)
+
+
+class BoardSnapshot(Model):
+    """The public board of a closed period as it stood when snapshotted: the top entries
+    and the size. Each player's final rank is on their period score row."""
+
+    id = fields.BigIntField(primary_key=True)
+    tenant = fields.ForeignKeyField("models.Tenant", related_name="board_snapshots")
+    period = fields.CharEnumField(Period, max_length=8)
+    period_key = fields.CharField(max_length=16)
+    taken_at = fields.DatetimeField()
+    total_players = fields.IntField()
+    # [{"rank", "playerId", "points"}] for the top SNAPSHOT_TOP, in rank order.
+    top = fields.JSONField(default=list)
+
+    class Meta:
+        table = "board_snapshot"
+        unique_together = (("tenant", "period", "period_key"),)

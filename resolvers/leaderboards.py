@@ -23,7 +23,9 @@ from schema.players import PlayerKind
 class LeaderboardQuery:
     @strawberry.field(
         description="Ranked by points in the period, then who reached them first. `around` "
-        "centres the page on a player and fills `me`; teamId, segment and kind narrow it."
+        "centres the page on a player and fills `me`; teamId, segment and kind narrow it. "
+        "`periodKey` reads an earlier period (e.g. 2026-11-19): once closed and "
+        "snapshotted, its top 100 and each player's final rank."
     )
     async def leaderboard(
         self,
@@ -35,6 +37,7 @@ class LeaderboardQuery:
         team_id: strawberry.ID | None = None,
         segment: str | None = None,
         kind: PlayerKind | None = None,
+        period_key: str | None = None,
     ) -> Leaderboard:
         who = viewer(info, Access.VIEWER)
         try:
@@ -47,6 +50,7 @@ class LeaderboardQuery:
                 around=around,
                 scope=scope,
                 cache=info.context.rt.boards,
+                period_key=period_key,
             )
         except DomainUserError as exc:
             raise ValueError(exc.message) from None

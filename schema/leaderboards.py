@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -52,6 +53,11 @@ class Leaderboard:
     total_players: int
     entries: list[LeaderboardEntry]
     me: LeaderboardEntry | None
+    snapshot_at: datetime | None = strawberry.field(
+        default=None,
+        description="When this closed period was snapshotted (its final ranks); null for a "
+        "live board.",
+    )
 
     @classmethod
     def from_board(cls, board: Board) -> Leaderboard:
@@ -61,6 +67,7 @@ class Leaderboard:
             total_players=board.total_players,
             entries=[LeaderboardEntry.from_entry(e) for e in board.entries],
             me=LeaderboardEntry.from_entry(board.me) if board.me else None,
+            snapshot_at=board.snapshot_at,
         )
 
 

@@ -26,6 +26,7 @@ from tortoise import Tortoise
 
 from app.asgi import create_app
 from app.db import run_migrations
+from app.services import leaderboards
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +130,7 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
     async with LifespanManager(application) as manager:
         await empty_database()
+        leaderboards._snapshots_seen.clear()  # ids start again with the emptied record
         rt = application.state.rt
         if rt.redis is not None:  # the Redis boards copy the emptied record: empty too
             async for name in rt.redis.scan_iter(match=f"{settings.redis_prefix}:lb:*"):

@@ -6,12 +6,16 @@ data always gives the same order. Periods follow the tenant's timezone.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from tortoise import Tortoise
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from app.engine import periods
 from app.engine.periods import local_day
@@ -19,7 +23,16 @@ from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.services.board_cache import BoardCache
 from app.services.common import zone
-from models import Period, PeriodScore, Player, PlayerKind, Team, Tenant, Wallet
+from models import (
+    BoardSnapshot,
+    Period,
+    PeriodScore,
+    Player,
+    PlayerKind,
+    Team,
+    Tenant,
+    Wallet,
+)
 
 MAX_PAGE = 100
 ZERO = Decimal(0)
@@ -49,6 +62,7 @@ class Board:
     total_players: int
     entries: list[Entry]
     me: Entry | None
+    snapshot_at: datetime | None = None  # set when read from a closed period's snapshot
 
 
 def current_key(tenant: Tenant, period: Period, now: datetime | None = None) -> str:
@@ -133,6 +147,16 @@ async def _previous(
     key = periods.previous_key(period.value, day)
     if key is None or not player_ids:
         return {}
+    if scope == Scope() and await _snapshotted(tenant, period, key):
+        # Closed and snapshotted: the final ranks, one indexed lookup.
+        final = await PeriodScore.filter(
+            tenant_id=tenant.id,
+            period=period,
+            period_key=key,
+            player_id__in=player_ids,
+            final_rank__isnull=False,
+        ).values_list("player_id", "final_rank", "points")
+        return {pk: (rank, Decimal(str(points))) for pk, rank, points in final}
     conn = Tortoise.get_connection("default")
     postgres = conn.capabilities.dialect == "postgres"
     values: list[object] = [tenant.id, period.value, key, False]
@@ -165,6 +189,151 @@ async def _own_row(
     """A player's own row, found even when hidden: players always see their rank."""
     query = _scoped(tenant, period, key, scope, public=False)
     return await query.filter(player__external_id=player_id).first()
+
+
+SNAPSHOT_TOP = 100
+# Whether a period was snapshotted, per process: a snapshot is never undone, so a yes is
+# kept; a no is asked again after SNAPSHOT_RECHECK seconds.
+SNAPSHOT_RECHECK = 30.0
+_snapshots_seen: dict[tuple[int, str, str], float] = {}
+
+
+async def _snapshotted(tenant: Tenant, period: Period, key: str) -> bool:
+    board = (tenant.id, period.value, key)
+    checked = _snapshots_seen.get(board)
+    if checked == math.inf:
+        return True
+    if checked is not None and time.monotonic() - checked < SNAPSHOT_RECHECK:
+        return False
+    found = await BoardSnapshot.exists(tenant_id=tenant.id, period=period, period_key=key)
+    if len(_snapshots_seen) > 100_000:
+        _snapshots_seen.clear()
+    _snapshots_seen[board] = math.inf if found else time.monotonic()
+    return found
+
+
+def _day_of_key(period: Period, key: str) -> date:
+    try:
+        day = periods.first_day(period.value, key)
+    except ValueError:
+        day = None
+    if day is None or periods.period_key(period.value, day) != key:
+        raise UserError(
+            ErrorCode.INVALID,
+            f"{key!r} is not a {period.value} period key (e.g. 2026-11-20, 2026-W47, 2026-11)",
+            "periodKey",
+        )
+    return day
+
+
+async def _snapshot_ranking(
+    tenant: Tenant, snapshot: BoardSnapshot, first: int, offset: int, around: str | None
+) -> _Ranking:
+    """A closed period as snapshotted: the top entries, and `me` from the final ranks."""
+    me = None
+    if around is not None:
+        row = (
+            await PeriodScore.filter(
+                tenant_id=tenant.id,
+                period=snapshot.period,
+                period_key=snapshot.period_key,
+                player__external_id=around,
+                final_rank__isnull=False,
+            )
+            .only("player_id", "final_rank", "points")
+            .first()
+        )
+        if row is not None:
+            me = (row.final_rank, row.player_id, row.points)
+            offset = max(row.final_rank - 1 - first // 2, 0)
+    top = snapshot.top[offset : offset + first]
+    pks = dict(
+        await Player.filter(
+            tenant_id=tenant.id, external_id__in=[e["playerId"] for e in top]
+        ).values_list("external_id", "id")
+    )
+    rows = [
+        (e["rank"], pks[e["playerId"]], Decimal(e["points"]), None)
+        for e in top
+        if e["playerId"] in pks
+    ]
+    return _Ranking(snapshot.total_players, rows, me, None)
+
+
+async def snapshot_closed(tenant: Tenant, now: datetime | None = None) -> list[tuple[str, str]]:
+    """Snapshots every closed period not snapshotted yet: the top SNAPSHOT_TOP and each
+    player's final rank. Safe to run twice (and concurrently: one snapshot per period)."""
+    today = _today(tenant, now)
+    have = set(await BoardSnapshot.filter(tenant_id=tenant.id).values_list("period", "period_key"))
+    keys = (
+        await PeriodScore.filter(tenant_id=tenant.id, period__not=Period.ALL_TIME)
+        .distinct()
+        .values_list("period", "period_key")
+    )
+    done = []
+    for period, key in sorted(keys):
+        end = periods.end_day(str(period), key)
+        if (Period(period), key) in have or (end is not None and end > today):
+            continue
+        if await _snapshot(tenant, Period(period), key, now or datetime.now(UTC)):
+            done.append((str(period), key))
+    return done
+
+
+async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> bool:
+    conn = Tortoise.get_connection("default")
+    mark = "$" if conn.capabilities.dialect == "postgres" else "?"  # numbered on both
+    board_rows = f"s.tenant_id = {mark}1 AND s.period = {mark}2 AND s.period_key = {mark}3"
+    public = (
+        "FROM period_score s JOIN player p ON p.id = s.player_id "
+        f"WHERE {board_rows} AND p.hidden_from_boards = {mark}4"
+    )
+    values = [tenant.id, period.value, key, False]
+    try:
+        async with in_transaction() as tx:
+            total = await _scoped(tenant, period, key, Scope()).using_db(tx).count()
+            snapshot = await BoardSnapshot.create(
+                tenant_id=tenant.id,
+                period=period,
+                period_key=key,
+                taken_at=now,
+                total_players=total,
+                top=[],
+                using_db=tx,
+            )
+            await tx.execute_query(
+                "UPDATE period_score SET final_rank = ranked.position FROM ("
+                "  SELECT s.id, ROW_NUMBER() OVER ("
+                "    ORDER BY s.points DESC, s.reached_at ASC, s.player_id ASC) AS position"
+                f"  {public}"
+                ") AS ranked WHERE period_score.id = ranked.id",
+                values,
+            )
+            # Hidden players keep the rank they saw: their place among the public board.
+            await tx.execute_query(
+                "UPDATE period_score SET final_rank = 1 + (SELECT COUNT(*) "
+                f"{public} AND (s.points > period_score.points OR (s.points = "
+                "period_score.points AND (s.reached_at < period_score.reached_at OR "
+                "(s.reached_at = period_score.reached_at AND s.player_id < "
+                f"period_score.player_id))))) WHERE tenant_id = {mark}1 AND period = {mark}2 "
+                f"AND period_key = {mark}3 AND player_id IN (SELECT id FROM player WHERE "
+                f"tenant_id = {mark}1 AND hidden_from_boards = {mark}5)",
+                [*values, True],
+            )
+            top = await tx.execute_query_dict(
+                f"SELECT p.external_id, s.points, s.final_rank {public} "
+                f"ORDER BY s.final_rank LIMIT {SNAPSHOT_TOP}",
+                values,
+            )
+            snapshot.top = [
+                {"rank": r["final_rank"], "playerId": r["external_id"], "points": str(r["points"])}
+                for r in top
+            ]
+            await snapshot.save(using_db=tx, update_fields=["top"])
+    except IntegrityError:  # snapshotted concurrently
+        return False
+    _snapshots_seen[(tenant.id, period.value, key)] = math.inf
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +372,15 @@ async def _cached_ranking(
         if player is None:
             return None  # not a player: SQL answers with an empty `me`
         around_pk = player.id
+    previous_key = periods.previous_key(period.value, day)
+    if previous_key is not None and await _snapshotted(tenant, period, previous_key):
+        previous_key = None  # previous ranks are then the final ones (see _previous)
     page = await cache.page(
         tenant.id,
         tenant.timezone,
         period.value,
         periods.period_key(period.value, day),
-        periods.previous_key(period.value, day),
+        previous_key,
         offset=offset,
         count=first,
         around=around_pk,
@@ -230,18 +402,31 @@ async def board(
     scope: Scope = Scope(),
     now: datetime | None = None,
     cache: BoardCache | None = None,
+    period_key: str | None = None,
 ) -> Board:
     """A page of the board. With a Redis `cache`, the tenant-wide board is read from its
     sorted set when that is ready; scoped boards, and any board while its set is missing
-    or rebuilding, come from SQL: the same ranks either way."""
+    or rebuilding, come from SQL: the same ranks either way. A `period_key` other than
+    the current one reads that period: from its snapshot once closed and snapshotted
+    (the top SNAPSHOT_TOP and each player's final rank), else from its score rows."""
     if not 0 <= first <= MAX_PAGE:
         raise UserError(ErrorCode.INVALID, f"first must be between 0 and {MAX_PAGE}", "first")
     if offset < 0:
         raise UserError(ErrorCode.INVALID, "offset must not be negative", "offset")
     day = _today(tenant, now)
     key = periods.period_key(period.value, day)
+    snapshot = None
+    if period_key is not None and period_key != key:
+        day = _day_of_key(period, period_key)
+        key = period_key
+        if scope == Scope():
+            snapshot = await BoardSnapshot.get_or_none(
+                tenant_id=tenant.id, period=period, period_key=key
+            )
     ranking = None
-    if cache is not None and scope == Scope():
+    if snapshot is not None:
+        ranking = await _snapshot_ranking(tenant, snapshot, first, offset, around)
+    elif cache is not None and scope == Scope() and key == periods.period_key(period.value, day):
         ranking = await _cached_ranking(cache, tenant, period, day, first, offset, around)
     if ranking is None:
         ranking = await _sql_ranking(tenant, period, key, scope, first, offset, around)
@@ -277,7 +462,7 @@ async def board(
     if ranking.me is not None:
         rank, pk, points = ranking.me
         me = next((e for e in entries if e.player.id == pk), None) or entry(rank, pk, points)
-    return Board(period, key, ranking.total, entries, me)
+    return Board(period, key, ranking.total, entries, me, snapshot.taken_at if snapshot else None)
 
 
 async def rank_of_player(

@@ -147,3 +147,74 @@ async def test_a_hidden_player_is_off_public_boards_but_sees_their_own_rank(
     assert own.data["player"]["rank"] == {"rank": 1, "points": 50.0}
     around = await board(client, key, around="shy")
     assert around["me"]["rank"] == 1 and "shy" not in ids(around)
+
+
+HISTORY = """
+query($period: LeaderboardPeriod!, $key: String, $first: Int, $offset: Int, $around: ID) {
+  leaderboard(period: $period, periodKey: $key, first: $first, offset: $offset, around: $around) {
+    periodKey totalPlayers snapshotAt
+    entries { rank points previousRank player { id } }
+    me { rank points player { id } }
+  }
+}"""
+
+
+async def test_closed_periods_are_snapshotted_with_final_ranks_for_history(
+    client, make_tenant, settings, rt
+):
+    from models import Tenant
+    from tests.service.test_cli import questline
+
+    key = await make_tenant("habits", slug="hist")
+    rt_tenant = await Tenant.get(slug="hist")
+    yesterday = days_ago(1)[:10]
+    for pid, value in (("a", 10), ("b", 30), ("c", 20), ("shy", 25)):
+        await record(client, key, playerId=pid, eventType="x", value=value, occurredAt=days_ago(1))
+    hide = 'mutation { upsertPlayer(input: {id: "shy", hideFromLeaderboards: true}) { errors { code } } }'
+    await gql(client, hide, token=key)
+    await record(client, key, playerId="a", eventType="x", value=50)  # today, still open
+
+    async def history(**variables):
+        result = await gql(client, HISTORY, {"period": "DAILY", **variables}, token=key)
+        return result
+
+    live = (await history(key=yesterday)).data["leaderboard"]  # not snapshotted yet: live
+    assert live["snapshotAt"] is None and ids(live) == ["b", "c", "a"]
+    done = await questline(settings, "leaderboard", "snapshot", "--tenant", "hist")
+    assert done.returncode == 0, done.stderr
+    assert f"DAILY {yesterday}" in done.stderr and "WEEKLY" not in done.stderr.split("\n")[0]
+    again = await questline(settings, "leaderboard", "snapshot", "--tenant", "hist")
+    assert "hist: 0 closed periods snapshotted" in again.stderr  # safe to run twice
+
+    # A late event for yesterday changes the record, not the history.
+    await record(client, key, playerId="a", eventType="x", value=100, occurredAt=days_ago(1))
+    closed = (await history(key=yesterday)).data["leaderboard"]
+    assert closed["snapshotAt"] is not None and closed["totalPlayers"] == 3
+    assert [(e["rank"], e["player"]["id"], e["points"]) for e in closed["entries"]] == [
+        (1, "b", 30.0),
+        (2, "c", 20.0),
+        (3, "a", 10.0),
+    ]
+    mine = (await history(key=yesterday, around="shy", first=1)).data["leaderboard"]
+    assert mine["me"]["rank"] == 2  # hidden: the rank the player saw (25 is behind 30)
+    assert (await history(key=yesterday, offset=2, first=5)).data["leaderboard"]["entries"][0][
+        "player"
+    ]["id"] == "a"
+    # Today's previous ranks come from yesterday's final ranks.
+    today = (await history()).data["leaderboard"]
+    assert [(e["player"]["id"], e["previousRank"]) for e in today["entries"]] == [("a", 3)]
+    if rt.boards is not None:  # from Redis too, once its sets are ready
+        await rt.boards.rebuild(rt_tenant.id, "UTC", "DAILY", yesterday)
+        await rt.boards.rebuild(rt_tenant.id, "UTC", "DAILY", days_ago(0)[:10])
+        reads = rt.boards.stats["reads"]
+        today = (await history()).data["leaderboard"]
+        assert rt.boards.stats["reads"] == reads + 1
+        assert [(e["player"]["id"], e["previousRank"]) for e in today["entries"]] == [("a", 3)]
+    bad = await gql(
+        client,
+        HISTORY,
+        {"period": "WEEKLY", "key": "2026-11-20"},
+        token=key,
+        expect_errors=True,
+    )
+    assert bad.errors and "not a WEEKLY period key" in bad.errors[0]["message"]

@@ -77,7 +77,7 @@ async def test_listing_players_with_nested_fields_is_constant(client, make_tenan
 
 
 async def test_a_leaderboard_page_costs_the_same_queries_for_3_or_30_entries(
-    client, make_tenant, count_queries
+    client, make_tenant, count_queries, rt
 ):
     key = await make_tenant("habits")
     yesterday = [
@@ -94,6 +94,9 @@ async def test_a_leaderboard_page_costs_the_same_queries_for_3_or_30_entries(
     query = """query($first: Int) { leaderboard(period: ALL_TIME, first: $first, around: "l29") {
       entries { rank points previousRank pointsChange streakDays player { id displayName } }
       me { rank } totalPlayers } }"""
+    await gql(client, query, {"first": 1}, token=key)
+    if rt.boards is not None:  # the Redis board is rebuilt on first read
+        await rt.boards.wait_rebuilds()
     counts = []
     for first in (3, 30):
         before = count_queries.count
