@@ -39,11 +39,17 @@ NOOP = (
     "mutation($input: RecordEventInput!) { noop(input: $input) "
     "{ outcome { pointsAwarded wallet { balance } } errors { code message } } }"
 )
+BOARD = (
+    "query($period: LeaderboardPeriod!, $around: ID) { leaderboard(period: $period, "
+    "first: 10, around: $around) { totalPlayers entries { rank points previousRank "
+    "streakDays player { id } } me { rank points } } }"
+)
 OPS = {
     # op: (query, payload field, events per request is the batch size?)
     "record": (RECORD_EVENT, "recordEvent", False),
     "records": (RECORD_EVENTS, "recordEvents", True),
     "noop": (NOOP, "noop", False),
+    "board": (BOARD, "leaderboard", False),  # a read: `--period`, around lb-p<n < players>
 }
 # Telco event types and a typical value for each.
 EVENT_TYPES = (("APP_LOGIN", 1.0), ("DATA_USAGE", 250.0), ("RECHARGE", 10.0))
@@ -269,16 +275,28 @@ async def worker(
         headers["Authorization"] = f"Bearer {args.key}"
     client = CLIENTS[args.client](args.url, headers)
     start, end = window
+    # Paced clients (--interval): each sends on its own schedule, like a dashboard that
+    # refreshes, instead of back to back; a late answer skips the missed slots.
+    next_at = time.perf_counter() + factory.rng.random() * args.interval
     try:
         while True:
+            if args.interval:
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_at += args.interval
+                while next_at < time.perf_counter():
+                    next_at += args.interval
             now = time.perf_counter()
             if now >= end or stats.requests >= args.max_requests or now >= deadline:
                 return
-            variables = (
-                {"input": [factory.event() for _ in range(size)]}
-                if batched
-                else {"input": factory.event()}
-            )
+            if args.op == "board":
+                around = f"lb-p{factory.rng.randrange(args.players)}"
+                variables: dict[str, Any] = {"period": args.period, "around": around}
+            elif batched:
+                variables = {"input": [factory.event() for _ in range(size)]}
+            else:
+                variables = {"input": factory.event()}
             body = json.dumps({"query": query, "variables": variables}).encode()
             t0 = time.perf_counter()
             try:
@@ -353,6 +371,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "batch_size": args.batch_size if OPS[args.op][2] else 1,
         "duration_s": args.duration,
+        "interval_s": args.interval,
         "warmup_s": args.warmup,
         "requests": stats.requests,
         "failures": stats.failures,
@@ -387,6 +406,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag", default="lg", help="makes idempotency keys unique per run")
     p.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     p.add_argument("--max-requests", type=int, default=10_000_000)
+    p.add_argument("--period", default="ALL_TIME", help="the board op's period")
+    p.add_argument(
+        "--interval", type=float, default=0.0, help="seconds between a client's requests"
+    )
     args = p.parse_args(argv)
     if not (1 <= args.concurrency <= 1000 and args.duration > 0 and args.batch_size >= 1):
         p.error("need 1 <= concurrency <= 1000, duration > 0, batch size >= 1")

@@ -140,6 +140,8 @@ class PointRules(BaseModel):
     level_up_bonus: Decimal = Decimal(0)  # per level gained
     decay: Decay | None = None
     max_future_skew_seconds: int = Field(300, ge=0)
+    # False: the tenant keeps no leaderboards (no period scores are written).
+    leaderboards: bool = True
     _by_type: dict[str, Rule] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any) -> None:

@@ -299,7 +299,7 @@ async def _process(
         counted = sum(
             (e.amount for e in result.entries if periods.counts_for_boards(e.kind, e.amount)), ZERO
         )
-        if counted:
+        if counted and rules.leaderboards:
             board_day = local_day(item.occurred_at, tenant_zone)
             for period, key in periods.period_keys(board_day).items():
                 scores[(pid, period, key)] += counted

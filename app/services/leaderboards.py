@@ -7,14 +7,15 @@ data always gives the same order. Periods follow the tenant's timezone.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app.engine import periods
@@ -31,7 +32,6 @@ from models import (
     PlayerKind,
     Team,
     Tenant,
-    Wallet,
 )
 
 MAX_PAGE = 100
@@ -127,68 +127,84 @@ def _scoped(tenant: Tenant, period: Period, key: str, scope: Scope, public: bool
     return query
 
 
-ORDER = ("-points", "reached_at", "player_id")
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """A board's rows in plain SQL: `FROM period_score s JOIN player p … WHERE …` with
+    `$n` marks, its values, and how to compare points (SQLite keeps decimals as text)."""
+
+    sql: str
+    values: list[Any]
+    points: str
+
+    def mark(self, offset: int = 0) -> str:
+        return f"${len(self.values) + offset + 1}"
 
 
-async def _rank_of(tenant: Tenant, period: Period, key: str, scope: Scope, row: PeriodScore) -> int:
-    ahead = _scoped(tenant, period, key, scope).filter(
-        Q(points__gt=row.points)
-        | Q(points=row.points, reached_at__lt=row.reached_at)
-        | Q(points=row.points, reached_at=row.reached_at, player_id__lt=row.player_id)
-    )
-    return await ahead.count() + 1
-
-
-async def _previous(
-    tenant: Tenant, period: Period, day: date, scope: Scope, player_ids: list[int]
-) -> dict[int, tuple[int, Decimal]]:
-    """Rank and points of these players in the previous period of the same kind: one
-    window-function query, whatever the page size."""
-    key = periods.previous_key(period.value, day)
-    if key is None or not player_ids:
-        return {}
-    if scope == Scope() and await _snapshotted(tenant, period, key):
-        # Closed and snapshotted: the final ranks, one indexed lookup.
-        final = await PeriodScore.filter(
-            tenant_id=tenant.id,
-            period=period,
-            period_key=key,
-            player_id__in=player_ids,
-            final_rank__isnull=False,
-        ).values_list("player_id", "final_rank", "points")
-        return {pk: (rank, Decimal(str(points))) for pk, rank, points in final}
-    conn = Tortoise.get_connection("default")
-    postgres = conn.capabilities.dialect == "postgres"
-    values: list[object] = [tenant.id, period.value, key, False]
-    where = ["s.tenant_id = {}", "s.period = {}", "s.period_key = {}", "p.hidden_from_boards = {}"]
+def _where(tenant: Tenant, period: Period, key: str, scope: Scope, public: bool = True) -> _Where:
+    postgres = Tortoise.get_connection("default").capabilities.dialect == "postgres"
+    values: list[Any] = [tenant.id, period.value, key]
+    conditions = ["s.tenant_id = $1", "s.period = $2", "s.period_key = $3"]
     for column, value in (
+        ("p.hidden_from_boards", False if public else None),
         ("p.team_id", scope.team_id),
         ("p.segment", scope.segment),
         ("p.kind", scope.kind.value if scope.kind else None),
     ):
         if value is not None:
-            where.append(f"{column} = {{}}")
             values.append(value)
-    marks = [f"${n}" if postgres else "?" for n in range(1, len(values) + len(player_ids) + 1)]
-    conditions = " AND ".join(w.format(m) for w, m in zip(where, marks, strict=False))
-    wanted = ", ".join(marks[len(values) :])
-    rows = await conn.execute_query_dict(
-        "SELECT player_id, points, position FROM ("
-        "  SELECT s.player_id, s.points, ROW_NUMBER() OVER ("
-        "    ORDER BY s.points DESC, s.reached_at ASC, s.player_id ASC) AS position"
-        f"  FROM period_score s JOIN player p ON p.id = s.player_id WHERE {conditions}"
-        f") ranked WHERE player_id IN ({wanted})",
-        [*values, *player_ids],
+            conditions.append(f"{column} = ${len(values)}")
+    sql = "FROM period_score s JOIN player p ON p.id = s.player_id WHERE " + " AND ".join(
+        conditions
     )
+    return _Where(sql, values, "s.points" if postgres else "CAST(s.points AS REAL)")
+
+
+def _order(where: _Where) -> str:
+    """The one order of every board: points, then who reached them first, then id."""
+    return f"ORDER BY {where.points} DESC, s.reached_at ASC, s.player_id ASC"
+
+
+async def _rank_of(where: _Where, points: Any, reached_at: Any, player_pk: int) -> int:
+    """1 + the rows ahead of these values on the board `where` selects."""
+    a, b, c = where.mark(), where.mark(1), where.mark(2)
+    value = where.points.replace("s.points", a)
+    conn, text = _sql(
+        f"SELECT COUNT(*) AS n {where.sql} AND ({where.points} > {value} OR "
+        f"({where.points} = {value} AND (s.reached_at < {b} OR "
+        f"(s.reached_at = {b} AND s.player_id < {c}))))"
+    )
+    rows = await conn.execute_query_dict(text, [*where.values, points, reached_at, player_pk])
+    return int(rows[0]["n"]) + 1
+
+
+async def _previous(
+    tenant: Tenant, period: Period, day: date, scope: Scope, player_ids: list[int]
+) -> dict[int, tuple[int, Decimal]]:
+    """Rank and points of these players in the previous period of the same kind: the
+    final ranks once it is snapshotted, else one window-function query."""
+    key = periods.previous_key(period.value, day)
+    if key is None or not player_ids:
+        return {}
+    marks = ", ".join(f"${n}" for n in range(4, len(player_ids) + 4))
+    if scope == Scope() and await _snapshotted(tenant, period, key):
+        # Closed and snapshotted: the final ranks, one indexed lookup.
+        conn, text = _sql(
+            "SELECT player_id, final_rank AS position, points FROM period_score "
+            "WHERE tenant_id = $1 AND period = $2 AND period_key = $3 "
+            f"AND final_rank IS NOT NULL AND player_id IN ({marks})"
+        )
+        rows = await conn.execute_query_dict(text, [tenant.id, period.value, key, *player_ids])
+    else:
+        where = _where(tenant, period, key, scope)
+        wanted = ", ".join(where.mark(n) for n in range(len(player_ids)))
+        conn, text = _sql(
+            "SELECT player_id, points, position FROM ("
+            f"  SELECT s.player_id, s.points, ROW_NUMBER() OVER ({_order(where)}) AS position"
+            f"  {where.sql}"
+            f") ranked WHERE player_id IN ({wanted})"
+        )
+        rows = await conn.execute_query_dict(text, [*where.values, *player_ids])
     return {r["player_id"]: (int(r["position"]), Decimal(str(r["points"]))) for r in rows}
-
-
-async def _own_row(
-    tenant: Tenant, period: Period, key: str, scope: Scope, player_id: str
-) -> PeriodScore | None:
-    """A player's own row, found even when hidden: players always see their rank."""
-    query = _scoped(tenant, period, key, scope, public=False)
-    return await query.filter(player__external_id=player_id).first()
 
 
 SNAPSHOT_TOP = 100
@@ -281,17 +297,31 @@ async def snapshot_closed(tenant: Tenant, now: datetime | None = None) -> list[t
 
 
 async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> bool:
-    conn = Tortoise.get_connection("default")
-    mark = "$" if conn.capabilities.dialect == "postgres" else "?"  # numbered on both
-    board_rows = f"s.tenant_id = {mark}1 AND s.period = {mark}2 AND s.period_key = {mark}3"
-    public = (
-        "FROM period_score s JOIN player p ON p.id = s.player_id "
-        f"WHERE {board_rows} AND p.hidden_from_boards = {mark}4"
+    where = _where(tenant, period, key, Scope())  # $1 tenant, $2 period, $3 key, $4 public
+    hidden = where.mark()  # $5
+    value = where.points.replace("s.points", "period_score.points")
+    _, count = _sql(f"SELECT COUNT(*) AS n {where.sql}")
+    _, final_ranks = _sql(
+        "UPDATE period_score SET final_rank = ranked.position FROM ("
+        f"  SELECT s.id, ROW_NUMBER() OVER ({_order(where)}) AS position {where.sql}"
+        ") AS ranked WHERE period_score.id = ranked.id"
     )
-    values = [tenant.id, period.value, key, False]
+    # Hidden players keep the rank they saw: their place among the public board.
+    _, hidden_ranks = _sql(
+        f"UPDATE period_score SET final_rank = 1 + (SELECT COUNT(*) {where.sql} AND "
+        f"({where.points} > {value} OR ({where.points} = {value} AND "
+        "(s.reached_at < period_score.reached_at OR (s.reached_at = period_score.reached_at "
+        "AND s.player_id < period_score.player_id))))) WHERE tenant_id = $1 AND period = $2 "
+        "AND period_key = $3 AND player_id IN (SELECT id FROM player WHERE tenant_id = $1 "
+        f"AND hidden_from_boards = {hidden})"
+    )
+    _, top = _sql(
+        f"SELECT p.external_id, s.points, s.final_rank {where.sql} "
+        f"ORDER BY s.final_rank LIMIT {SNAPSHOT_TOP}"
+    )
     try:
         async with in_transaction() as tx:
-            total = await _scoped(tenant, period, key, Scope()).using_db(tx).count()
+            total = int((await tx.execute_query_dict(count, where.values))[0]["n"])
             snapshot = await BoardSnapshot.create(
                 tenant_id=tenant.id,
                 period=period,
@@ -301,39 +331,57 @@ async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> 
                 top=[],
                 using_db=tx,
             )
-            await tx.execute_query(
-                "UPDATE period_score SET final_rank = ranked.position FROM ("
-                "  SELECT s.id, ROW_NUMBER() OVER ("
-                "    ORDER BY s.points DESC, s.reached_at ASC, s.player_id ASC) AS position"
-                f"  {public}"
-                ") AS ranked WHERE period_score.id = ranked.id",
-                values,
-            )
-            # Hidden players keep the rank they saw: their place among the public board.
-            await tx.execute_query(
-                "UPDATE period_score SET final_rank = 1 + (SELECT COUNT(*) "
-                f"{public} AND (s.points > period_score.points OR (s.points = "
-                "period_score.points AND (s.reached_at < period_score.reached_at OR "
-                "(s.reached_at = period_score.reached_at AND s.player_id < "
-                f"period_score.player_id))))) WHERE tenant_id = {mark}1 AND period = {mark}2 "
-                f"AND period_key = {mark}3 AND player_id IN (SELECT id FROM player WHERE "
-                f"tenant_id = {mark}1 AND hidden_from_boards = {mark}5)",
-                [*values, True],
-            )
-            top = await tx.execute_query_dict(
-                f"SELECT p.external_id, s.points, s.final_rank {public} "
-                f"ORDER BY s.final_rank LIMIT {SNAPSHOT_TOP}",
-                values,
-            )
+            await tx.execute_query(final_ranks, where.values)
+            await tx.execute_query(hidden_ranks, [*where.values, True])
             snapshot.top = [
                 {"rank": r["final_rank"], "playerId": r["external_id"], "points": str(r["points"])}
-                for r in top
+                for r in await tx.execute_query_dict(top, where.values)
             ]
             await snapshot.save(using_db=tx, update_fields=["top"])
     except IntegrityError:  # snapshotted concurrently
         return False
     _snapshots_seen[(tenant.id, period.value, key)] = math.inf
     return True
+
+
+def _sql(text: str) -> tuple[Any, str]:
+    """The connection, and the text with its `$n` marks made `?n` on SQLite."""
+    conn = Tortoise.get_connection("default")
+    if conn.capabilities.dialect != "postgres":
+        text = re.sub(r"\$(\d+)", r"?\1", text)
+    return conn, text
+
+
+async def _player_pk(tenant: Tenant, external_id: str) -> int | None:
+    conn, text = _sql("SELECT id FROM player WHERE tenant_id = $1 AND external_id = $2")
+    rows = await conn.execute_query_dict(text, [tenant.id, external_id])
+    return rows[0]["id"] if rows else None
+
+
+async def _players_with_streaks(
+    ids: list[int],
+) -> tuple[dict[int, Player], dict[int, StreakState]]:
+    """The entries' players and streaks in one plain query (the ORM's query building
+    cost more than the query on a page read)."""
+    if not ids:
+        return {}, {}
+    marks = ", ".join(f"${n}" for n in range(1, len(ids) + 1))
+    conn, text = _sql(
+        "SELECT p.*, w.streak_current AS w_current, w.streak_best AS w_best, "
+        "w.last_active_day AS w_day FROM player p LEFT JOIN wallet w ON w.player_id = p.id "
+        f"WHERE p.id IN ({marks})"
+    )
+    players: dict[int, Player] = {}
+    streaks: dict[int, StreakState] = {}
+    for row in await conn.execute_query_dict(text, ids):
+        current, best, day = row.pop("w_current"), row.pop("w_best"), row.pop("w_day")
+        player = Player._init_from_db(**row)
+        players[player.id] = player
+        if current is not None:
+            if isinstance(day, str):
+                day = date.fromisoformat(day)
+            streaks[player.id] = StreakState(current, best, day)
+    return players, streaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,16 +397,31 @@ class _Ranking:
 async def _sql_ranking(
     tenant: Tenant, period: Period, key: str, scope: Scope, first: int, offset: int, around
 ) -> _Ranking:
-    total = await _scoped(tenant, period, key, scope).count()
+    where = _where(tenant, period, key, scope)
+    conn, text = _sql(f"SELECT COUNT(*) AS n {where.sql}")
+    total = int((await conn.execute_query_dict(text, where.values))[0]["n"])
     me = None
     if around is not None:
-        me_row = await _own_row(tenant, period, key, scope, around)
-        if me_row is not None:  # centre the page on that player
-            my_rank = await _rank_of(tenant, period, key, scope, me_row)
+        # The player's own row, found even when hidden: players always see their rank.
+        own = _where(tenant, period, key, scope, public=False)
+        conn, text = _sql(
+            f"SELECT s.player_id, s.points, s.reached_at {own.sql} AND p.external_id = {own.mark()}"
+        )
+        found = await conn.execute_query_dict(text, [*own.values, around])
+        if found:  # centre the page on that player
+            row = found[0]
+            my_rank = await _rank_of(where, row["points"], row["reached_at"], row["player_id"])
             offset = max(my_rank - 1 - first // 2, 0)
-            me = (my_rank, me_row.player_id, me_row.points)
-    rows = await _scoped(tenant, period, key, scope).order_by(*ORDER).offset(offset).limit(first)
-    ranked = [(offset + i + 1, r.player_id, r.points, r.reached_at) for i, r in enumerate(rows)]
+            me = (my_rank, row["player_id"], Decimal(str(row["points"])))
+    conn, text = _sql(
+        f"SELECT s.player_id, s.points {where.sql} {_order(where)} "
+        f"LIMIT {int(first)} OFFSET {int(offset)}"
+    )
+    rows = await conn.execute_query_dict(text, where.values)
+    ranked = [
+        (offset + i + 1, r["player_id"], Decimal(str(r["points"])), None)
+        for i, r in enumerate(rows)
+    ]
     return _Ranking(total, ranked, me, None)
 
 
@@ -368,10 +431,9 @@ async def _cached_ranking(
     """The tenant-wide public board from Redis; None when SQL must answer."""
     around_pk = None
     if around is not None:
-        player = await Player.get_or_none(tenant_id=tenant.id, external_id=around)
-        if player is None:
+        around_pk = await _player_pk(tenant, around)
+        if around_pk is None:
             return None  # not a player: SQL answers with an empty `me`
-        around_pk = player.id
     previous_key = periods.previous_key(period.value, day)
     if previous_key is not None and await _snapshotted(tenant, period, previous_key):
         previous_key = None  # previous ranks are then the final ones (see _previous)
@@ -433,19 +495,13 @@ async def board(
     ids = [pk for _, pk, _, _ in ranking.rows]
     if ranking.me is not None and ranking.me[1] not in ids:
         ids.append(ranking.me[1])
-    players = {p.id: p for p in await Player.filter(id__in=ids)}
-    wallets = {w.player_id: w for w in await Wallet.filter(player_id__in=ids)}  # type: ignore[attr-defined]
+    players, streaks = await _players_with_streaks(ids)
     previous = ranking.previous
     if previous is None:
         previous = await _previous(tenant, period, day, scope, ids)
 
     def entry(rank: int, pk: int, points: Decimal) -> Entry:
-        wallet = wallets.get(pk)
-        streak = (
-            StreakState(wallet.streak_current, wallet.streak_best, wallet.last_active_day)
-            if wallet
-            else StreakState()
-        )
+        streak = streaks.get(pk) or StreakState()
         before = previous.get(pk)
         return Entry(
             rank=rank,

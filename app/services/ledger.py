@@ -328,7 +328,7 @@ async def _add_board_points(
     """Awards outside the rule pipeline count on the leaderboards of today's periods;
     returns the period score rows as they now stand."""
     counted = sum((e.amount for e in entries if periods.counts_for_boards(e.kind, e.amount)), ZERO)
-    if not counted:
+    if not counted or not rules_for(tenant).leaderboards:
         return []
     now = datetime.now(UTC)
     day = periods.local_day(now, zone(tenant.timezone))

@@ -218,3 +218,37 @@ async def test_closed_periods_are_snapshotted_with_final_ranks_for_history(
         expect_errors=True,
     )
     assert bad.errors and "not a WEEKLY period key" in bad.errors[0]["message"]
+
+
+async def test_a_tenant_without_leaderboards_writes_no_period_scores(client, make_tenant, rt):
+    from app.services import ledger
+    from models import PeriodScore, Tenant
+
+    key = await make_tenant("habits", slug="noboards")
+    tenant = await Tenant.get(slug="noboards")
+    tenant.config = {**tenant.config, "leaderboards": False}
+    tenant.config_version += 1
+    await tenant.save()
+    await record(client, key, playerId="a", eventType="x", value=10)
+    await ledger.adjust_points(rt, tenant, "a", 5, "goodwill")
+    assert await PeriodScore.filter(tenant_id=tenant.id).count() == 0
+    assert (await board(client, key))["entries"] == []
+
+
+async def test_points_rank_as_numbers_not_text(client, make_tenant):
+    """SQLite keeps decimals as text: "9.00" sorts after "40.00" as text, not as points."""
+    key = await make_tenant("habits")
+    for pid, value in (("nine", 9), ("hundred", 100), ("forty", 40), ("ten", 10)):
+        await record(client, key, playerId=pid, eventType="x", value=value, occurredAt=days_ago(1))
+        await record(client, key, playerId=pid, eventType="x", value=value)
+    for period in ("ALL_TIME", "DAILY"):
+        b = await board(client, key, period)
+        assert ids(b) == ["hundred", "forty", "ten", "nine"], period
+    daily = await board(client, key, "DAILY", around="nine", first=1)
+    assert daily["me"]["rank"] == 4
+    assert [e["previousRank"] for e in (await board(client, key, "DAILY"))["entries"]] == [
+        1,
+        2,
+        3,
+        4,
+    ]
