@@ -456,7 +456,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     cores0 = cores_busy()
     for run in range(args.runs):
         for n in args.subscribers:
-            for target in ("baseline", "questline"):
+            for target in args.targets:
                 log(f"run {run + 1}/{args.runs}: {target}, {n:,} subscribers")
                 data["fingerprints"].append(source_fingerprint())
                 m = measure(procs, args, target, n, run, key)
@@ -681,8 +681,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=2.0)
     p.add_argument("--grace", type=float, default=2.0)
     p.add_argument("--connect-timeout", type=float, default=180.0)
+    p.add_argument(
+        "--targets", default="baseline,questline", help="which servers, e.g. only questline"
+    )
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args(argv)
+    args.targets = [t for t in args.targets.split(",") if t]
+    if not args.targets or not set(args.targets) <= {"baseline", "questline"}:
+        p.error("--targets takes baseline and/or questline")
     try:
         args.subscribers = [int(x) for x in args.subscribers.split(",") if x.strip()]
     except ValueError:
