@@ -12,11 +12,15 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from app.context import Context
 from app.errors import AuthError
+from app.live import LiveTransportWSHandler
 from app.runtime import Runtime
 from app.services.access import authenticate, bearer
 
 
 class QuestlineGraphQL(GraphQL[Context, None]):
+    # Lets live subscriptions write one shared rendering per message (app.live).
+    graphql_transport_ws_handler_class = LiveTransportWSHandler
+
     def __init__(self, schema: Any, rt: Runtime, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self.rt = rt

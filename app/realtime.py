@@ -6,6 +6,11 @@ channel per process (a per-channel lock: broadcaster 0.3.1 loses concurrent
 subscriptions to one channel), decodes each message once, and fans it out to bounded
 per-subscriber queues: a subscriber that falls too far behind is dropped with
 `SubscriberTooSlow` and the others are unaffected.
+
+Direct subscribers (`subscribe_direct`) skip the per-subscriber queue and task: they
+are grouped by what they render (e.g. one GraphQL document and its variables), each
+message is rendered once per group, and the one payload is offered to every member's
+`Sink`, which writes it without waiting (app.live has the WebSocket one).
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
@@ -53,13 +58,39 @@ _CLOSED = object()
 HEARTBEAT_SECONDS = 0.5
 
 
+class Sink(Protocol):
+    """A direct subscriber: takes rendered payloads without blocking the hub."""
+
+    def offer(self, payload: str) -> None: ...
+
+    def end(self) -> None:
+        """The stream is over (hub closed or transport failed)."""
+
+
+Render = Callable[[dict[str, Any]], Awaitable[str]]
+
+
+@dataclass
+class _Group:
+    """Direct subscribers of one channel that render every message identically."""
+
+    render: Render
+    sinks: dict[Sink, None] = field(default_factory=dict)  # ordered set
+
+
 @dataclass
 class _Channel:
     queues: set[asyncio.Queue[Any]] = field(default_factory=set)
     signals: set[asyncio.Queue[Any]] = field(default_factory=set)  # one-slot, collapsing
+    groups: dict[Hashable, _Group] = field(default_factory=dict)
     reader: asyncio.Task[None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     error: BaseException | None = None
+
+    def members(self) -> int:
+        return (
+            len(self.queues) + len(self.signals) + sum(len(g.sinks) for g in self.groups.values())
+        )
 
 
 class Hub:
@@ -82,6 +113,7 @@ class Hub:
         self.published = 0
         self.lost = 0  # messages that could not be published (Redis down)
         self.reconnects = 0
+        self.renders = 0  # direct groups' renderings (one per message per group)
 
     def _new_broadcast(self) -> Broadcast:
         if self._redis_url:
@@ -102,6 +134,7 @@ class Hub:
             "published": self.published,
             "lost": self.lost,
             "reconnects": self.reconnects,
+            "renders": self.renders,
         }
 
     async def _watch(self) -> None:
@@ -157,6 +190,7 @@ class Hub:
             for signal in channel.signals:
                 with contextlib.suppress(asyncio.QueueFull):
                     signal.put_nowait(_CLOSED)
+            _end_sinks(channel)
         self._channels.clear()
         # Each step bounded: a stalled Redis connection must not hold up shutdown.
         with contextlib.suppress(Exception):
@@ -190,11 +224,11 @@ class Hub:
         self.published += len(encoded)
 
     def total_subscribers(self) -> int:
-        return sum(len(e.queues) + len(e.signals) for e in self._channels.values())
+        return sum(e.members() for e in self._channels.values())
 
     def subscriber_count(self, channel: str) -> int:
         entry = self._channels.get(channel)
-        return len(entry.queues) + len(entry.signals) if entry else 0
+        return entry.members() if entry else 0
 
     async def _read(self, channel: str, entry: _Channel) -> None:
         try:
@@ -209,6 +243,8 @@ class Hub:
                     for signal in list(entry.signals):
                         if signal.empty():  # a change already waits: this one adds nothing
                             signal.put_nowait(message)
+                    if entry.groups:
+                        await self._render(channel, entry, message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the transport failed: tell this channel's subscribers
@@ -219,6 +255,64 @@ class Hub:
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(_CLOSED)
+            _end_sinks(entry)
+
+    async def _render(self, channel: str, entry: _Channel, message: dict[str, Any]) -> None:
+        """Each group renders the message once; every member gets that one payload."""
+        for group in list(entry.groups.values()):
+            try:
+                payload = await group.render(message)
+            except Exception:  # one bad rendering must not stop the channel
+                log.exception("rendering a message of %s failed", channel)
+                continue
+            self.renders += 1
+            for sink in list(group.sinks):
+                sink.offer(payload)
+
+    async def _join(self, channel: str) -> _Channel:
+        """The channel's entry, its reader started and ready; call with the lock held."""
+        entry = self._channels.get(channel)
+        if entry is None or entry.error is not None:
+            entry = _Channel()
+            self._channels[channel] = entry
+            entry.reader = asyncio.create_task(self._read(channel, entry))
+        await entry.ready.wait()
+        if entry.error is not None:
+            del self._channels[channel]
+            raise ConnectionError(f"cannot subscribe to {channel}: {entry.error}")
+        return entry
+
+    async def _leave(self, channel: str, entry: _Channel) -> None:
+        """Drops the channel once its last member left; call with the lock held."""
+        if not entry.members() and self._channels.get(channel) is entry:
+            del self._channels[channel]
+            if entry.reader:
+                entry.reader.cancel()
+                # Bounded: a stalled Redis unsubscribe must not hang the caller.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(entry.reader, 2)
+
+    @contextlib.asynccontextmanager
+    async def subscribe_direct(
+        self, channel: str, key: Hashable, render: Render, sink: Sink
+    ) -> AsyncIterator[None]:
+        """Registered on return: from then on every message of `channel` is rendered
+        once per `key` (by the first member's `render`) and offered to `sink`."""
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            entry = await self._join(channel)
+            group = entry.groups.get(key)
+            if group is None:
+                group = entry.groups[key] = _Group(render)
+            group.sinks[sink] = None
+        try:
+            yield
+        finally:
+            async with lock:
+                group.sinks.pop(sink, None)
+                if not group.sinks and entry.groups.get(key) is group:
+                    del entry.groups[key]
+                await self._leave(channel, entry)
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -231,28 +325,20 @@ class Hub:
         members = "signals" if signal else "queues"
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
-            entry = self._channels.get(channel)
-            if entry is None or entry.error is not None:
-                entry = _Channel()
-                self._channels[channel] = entry
-                entry.reader = asyncio.create_task(self._read(channel, entry))
-            await entry.ready.wait()
-            if entry.error is not None:
-                del self._channels[channel]
-                raise ConnectionError(f"cannot subscribe to {channel}: {entry.error}")
+            entry = await self._join(channel)
             getattr(entry, members).add(queue)
         try:
             yield _drain(queue)
         finally:
             async with lock:
                 getattr(entry, members).discard(queue)
-                if not entry.queues and not entry.signals and self._channels.get(channel) is entry:
-                    del self._channels[channel]
-                    if entry.reader:
-                        entry.reader.cancel()
-                        # Bounded: a stalled Redis unsubscribe must not hang the caller.
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await asyncio.wait_for(entry.reader, 2)
+                await self._leave(channel, entry)
+
+
+def _end_sinks(entry: _Channel) -> None:
+    for group in entry.groups.values():
+        for sink in list(group.sinks):
+            sink.end()
 
 
 def _offer(queue: asyncio.Queue[Any], item: Any) -> None:

@@ -11,6 +11,7 @@ from app.auth import Access
 from app.context import Info
 from app.engine import levels
 from app.errors import UserError as DomainUserError
+from app.live import live
 from app.services import ingest, sources
 from app.services.players import player_channel
 from app.services.rules import rules_for
@@ -103,6 +104,15 @@ class EventMutation:
         return RecordEventPayload(outcome=EventOutcome.from_outcome(outcome))
 
 
+def _points_changed(message: dict) -> PointsChanged:
+    return PointsChanged(
+        player_id=strawberry.ID(message["playerId"]),
+        amount=points(message["amount"]),
+        wallet=Wallet.from_json(message["wallet"]),
+        transaction=PointTransaction.from_json(message["transaction"]),
+    )
+
+
 @strawberry.type
 class EventSubscription:
     @strawberry.subscription(description="Every change to the player's points, after commit.")
@@ -112,14 +122,8 @@ class EventSubscription:
         who = viewer(info)
         who.require_player(player_id)
         channel = player_channel(who.tenant.id, player_id, "points")
-        async with info.context.rt.hub.subscribe(channel) as messages:
-            async for message in messages:
-                yield PointsChanged(
-                    player_id=strawberry.ID(message["playerId"]),
-                    amount=points(message["amount"]),
-                    wallet=Wallet.from_json(message["wallet"]),
-                    transaction=PointTransaction.from_json(message["transaction"]),
-                )
+        async for change in live(info, channel, _points_changed):
+            yield change
 
     @strawberry.subscription(description="The player reached a higher level, after commit.")
     async def level_up(
@@ -128,16 +132,19 @@ class EventSubscription:
         who = viewer(info)
         who.require_player(player_id)
         channel = player_channel(who.tenant.id, player_id, "level")
-        async with info.context.rt.hub.subscribe(channel) as messages:
-            async for message in messages:
-                rules = rules_for(who.tenant)
-                level = levels.info(message["to"], rules)
-                yield LevelChanged(
-                    player_id=strawberry.ID(message["playerId"]),
-                    level_up=LevelUp(
-                        from_=message["from"],
-                        to=message["to"],
-                        level=PlayerLevel.from_info(level, Decimal(message["lifetime"])),
-                        bonus_points=points(message["bonus"]),
-                    ),
-                )
+        tenant = who.tenant  # in the channel's name: the same for the whole group
+
+        def build(message: dict) -> LevelChanged:
+            level = levels.info(message["to"], rules_for(tenant))
+            return LevelChanged(
+                player_id=strawberry.ID(message["playerId"]),
+                level_up=LevelUp(
+                    from_=message["from"],
+                    to=message["to"],
+                    level=PlayerLevel.from_info(level, Decimal(message["lifetime"])),
+                    bonus_points=points(message["bonus"]),
+                ),
+            )
+
+        async for change in live(info, channel, build):
+            yield change

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import strawberry
 
@@ -61,14 +63,44 @@ class LeaderboardQuery:
 RECOMPUTE_EVERY = 0.25
 
 
-async def _looks(info: Info) -> AsyncGenerator[None, None]:
-    """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change."""
+async def _looks(info: Info) -> AsyncGenerator[float, None]:
+    """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change:
+    the time after which a look sees every change that woke it."""
     who = info.context.viewer
     async with info.context.rt.hub.subscribe(boards_channel(who.tenant.id), signal=True) as changes:
-        yield
+        yield time.monotonic()
         async for _ in changes:
+            woken = time.monotonic()
             await asyncio.sleep(RECOMPUTE_EVERY)
-            yield
+            yield woken
+
+
+# Live boards of one tenant, period and size wake together: one query serves them all.
+_LOOKS: dict[tuple[int, str, int], tuple[float, asyncio.Task[leaderboards.Board]]] = {}
+
+
+async def _shared_board(
+    info: Info, tenant: Any, period: LeaderboardPeriod, size: int, not_before: float
+) -> leaderboards.Board:
+    """The board from a query started at `not_before` or later, shared with every
+    caller that can use it (a subscriber leaving does not cancel it for the others)."""
+    key = (tenant.id, str(period), size)
+    found = _LOOKS.get(key)
+    if found is None or found[0] < not_before:
+        task = asyncio.ensure_future(
+            leaderboards.board(tenant, period, first=size, cache=info.context.rt.boards)
+        )
+        found = _LOOKS[key] = (time.monotonic(), task)
+        task.add_done_callback(lambda done: _forget_failed(key, done))
+    return await asyncio.shield(found[1])
+
+
+def _forget_failed(key: tuple[int, str, int], task: asyncio.Task[Any]) -> None:
+    """A failed query is retried by the next caller (and its error counts as seen)."""
+    if task.cancelled() or task.exception() is not None:
+        entry = _LOOKS.get(key)
+        if entry is not None and entry[1] is task:
+            del _LOOKS[key]
 
 
 @strawberry.type
@@ -85,11 +117,9 @@ class LeaderboardSubscription:
         who = viewer(info, Access.VIEWER)  # whole boards: not for a one-player token
         size = 10 if first is None else first
         last = None
-        async for _ in _looks(info):
+        async for not_before in _looks(info):
             try:
-                board = await leaderboards.board(
-                    who.tenant, period, first=size, cache=info.context.rt.boards
-                )
+                board = await _shared_board(info, who.tenant, period, size, not_before)
             except DomainUserError as exc:
                 raise ValueError(exc.message) from None
             shown = (board.period_key, [(e.player.id, e.points) for e in board.entries])

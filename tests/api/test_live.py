@@ -156,3 +156,46 @@ async def test_a_mutation_on_one_process_reaches_a_subscriber_on_another(
     change = (await ws.receive())["payload"]["data"]["pointsChanged"]
     assert change["playerId"] == "far" and change["amount"] == 10.0
     await ws.close()
+
+
+async def test_many_viewers_of_one_player_share_one_rendering_per_document(
+    live_server_factory, callcenter_key
+):
+    server = live_server_factory()
+    auth = {"Authorization": f"Bearer {callcenter_key}"}
+    viewers = [await GraphQLWebSocket.connect(server.ws_url, auth) for _ in range(12)]
+    ops = []
+    for n, ws in enumerate(viewers):
+        if n % 3 == 0:  # another operation id on this socket: the id is per subscriber
+            await ws.subscribe(LEVEL, {"id": "star"})
+        ops.append(await ws.subscribe(POINTS, {"id": "star"}))
+    small = await GraphQLWebSocket.connect(server.ws_url, auth)
+    small_op = await small.subscribe(
+        "subscription($id: ID!) { pointsChanged(playerId: $id) { amount } }", {"id": "star"}
+    )
+    await wait_for_subscribers(server, 12 + 4 + 1)
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"{server.url}/readyz")).json()["realtime"]["renders"]
+
+    await post(
+        server,
+        callcenter_key,
+        RECORD,
+        {"input": {"playerId": "star", "eventType": "lead_converted"}},
+    )
+    for ws, op in zip(viewers, ops, strict=True):
+        message = await ws.receive()
+        assert message["id"] == op and message["type"] == "next"
+        change = message["payload"]["data"]["pointsChanged"]
+        assert change["playerId"] == "star" and change["amount"] == 50.0
+        assert change["transaction"]["kind"] == "EARN"
+    assert await small.receive() == {
+        "id": small_op,
+        "type": "next",
+        "payload": {"data": {"pointsChanged": {"amount": 50.0}}},
+    }
+    async with httpx.AsyncClient() as client:
+        after = (await client.get(f"{server.url}/readyz")).json()["realtime"]["renders"]
+    assert after - before == 2  # one per document, not one per subscriber
+    for ws in [*viewers, small]:
+        await ws.close()

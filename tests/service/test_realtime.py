@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -80,3 +81,109 @@ async def test_a_slow_subscriber_is_dropped_and_others_keep_receiving():
                     pass
     finally:
         await hub.disconnect()
+
+
+class CollectingSink:
+    """A direct subscriber that keeps what it is offered."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+        self.ended = False
+
+    def offer(self, payload: str) -> None:
+        self.payloads.append(payload)
+
+    def end(self) -> None:
+        self.ended = True
+
+
+async def _direct_fan_out(hub: Hub) -> None:
+    channel = f"d-{uuid.uuid4().hex}"
+    rendered: list[tuple[str, dict]] = []
+
+    def renderer(shape: str):
+        async def render(message: dict) -> str:
+            rendered.append((shape, message))
+            return f"{shape}:{message['n']}"
+
+        return render
+
+    sinks = [CollectingSink() for _ in range(100)]
+    async with contextlib.AsyncExitStack() as stack:
+        # Joined concurrently, in two groups (say, two GraphQL documents).
+        await asyncio.gather(
+            *(
+                stack.enter_async_context(
+                    hub.subscribe_direct(channel, n % 2, renderer(f"doc{n % 2}"), sink)
+                )
+                for n, sink in enumerate(sinks)
+            )
+        )
+        assert hub.subscriber_count(channel) == 100
+        await hub.publish(channel, {"n": 1})
+        await hub.publish(channel, {"n": 2})
+        for _ in range(200):
+            if all(len(s.payloads) == 2 for s in sinks):
+                break
+            await asyncio.sleep(0.01)
+    # Each message rendered once per group, not once per subscriber.
+    assert sorted(rendered, key=str) == [
+        ("doc0", {"n": 1}),
+        ("doc0", {"n": 2}),
+        ("doc1", {"n": 1}),
+        ("doc1", {"n": 2}),
+    ]
+    for n, sink in enumerate(sinks):
+        assert sink.payloads == [f"doc{n % 2}:1", f"doc{n % 2}:2"]
+    assert hub.subscriber_count(channel) == 0
+
+
+async def test_direct_subscribers_get_one_rendering_per_group_in_memory():
+    hub = Hub("", prefix=f"t-{uuid.uuid4().hex[:6]}")
+    await hub.connect()
+    try:
+        await _direct_fan_out(hub)
+        assert hub.stats()["renders"] == 4
+    finally:
+        await hub.disconnect()
+
+
+@pytest.mark.redis
+async def test_direct_subscribers_get_one_rendering_per_group_through_redis():
+    hub = Hub(REDIS_URL, prefix=f"t-{uuid.uuid4().hex[:6]}")
+    await hub.connect()
+    try:
+        await _direct_fan_out(hub)
+    finally:
+        await hub.disconnect()
+
+
+async def test_a_failing_rendering_skips_that_group_only_and_disconnect_ends_sinks():
+    hub = Hub("", prefix=f"t-{uuid.uuid4().hex[:6]}")
+    await hub.connect()
+
+    async def broken(message: dict) -> str:
+        raise RuntimeError("boom")
+
+    async def fine(message: dict) -> str:
+        return "ok"
+
+    bad, good = CollectingSink(), CollectingSink()
+    closed = False
+    try:
+        async with (
+            hub.subscribe_direct("c", "bad", broken, bad),
+            hub.subscribe_direct("c", "good", fine, good),
+        ):
+            await hub.publish("c", {"n": 1})
+            for _ in range(200):
+                if good.payloads:
+                    break
+                await asyncio.sleep(0.01)
+            assert (bad.payloads, good.payloads) == ([], ["ok"])
+            await hub.disconnect()
+            closed = True
+            assert bad.ended and good.ended
+    finally:
+        if not closed:
+            await hub.disconnect()

@@ -1,0 +1,774 @@
+"""Fan-out benchmark: many WebSocket subscribers on one server process.
+
+    python bench/fanout.py --subscribers 2000,10000 --runs 3
+
+It recreates its own PostgreSQL database (`questline_fanout`, Redis prefix
+`qlfanout`), migrates, seeds and creates an admin key. Then, --runs times, for each
+subscriber count N, it measures the baseline (bench/fanout_baseline_app.py: a minimal
+Strawberry subscription app, no Questline logic) and Questline (PostgreSQL + Redis, as
+in production), each in a fresh uvicorn worker pinned to core 0:
+
+1. N subscribers connect from --client-procs processes (bench/wsload.py) pinned to
+   core 1, in the --mix of kinds (default: 90 % `pointsChanged` of one shared "hot"
+   player, 5 % `leaderboardChanged`, 5 % `pointsChanged` of a player of their own);
+2. the server's RSS before and after connecting: memory per idle subscription;
+3. steady phase: --rate events/s for --duration s for the hot player (`recordEvent` over
+   HTTP; the baseline's `publish`); each delivery's latency is its receive time minus
+   the transaction's `createdAt` (set by the server when the event arrives, before the
+   transaction commits, so it includes the commit: an upper bound);
+4. burst phase: --burst events back-to-back (one in flight); deliveries/s is the number
+   of burst deliveries over the time from the first send to the last delivery.
+
+Results go to bench/RESULTS.md (between the fan-out markers), raw data to bench/out/.
+Exit status: 0 ok; 1 subscriptions failed or deliveries went missing (reported);
+2 setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import re
+import resource
+import select
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from array import array
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+from harness import (
+    BENCH,
+    CLIENT_CORE,
+    MIB,
+    OUT,
+    ROOT,
+    SERVER_CORE,
+    SOURCE_DIRS,
+    Processes,
+    Server,
+    SetupError,
+    backend_env,
+    base_env,
+    busy_share,
+    choose_pinning,
+    cores_busy,
+    git_state,
+    log,
+    machine,
+    prepare,
+    proc_cpu_seconds,
+    redis_cleanup,
+    source_fingerprint,
+    versions,
+)
+from loadgen import RawClient
+
+# Its own database and Redis prefix: the ingest bench (maybe run by someone else) keeps its.
+harness.PG_DB = "questline_fanout"
+harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
+harness.REDIS_PREFIX = "qlfanout"
+
+RESULTS = BENCH / "RESULTS.md"
+START, END = "<!-- fanout:start -->", "<!-- fanout:end -->"
+LOCK_DIR = Path("/tmp/qlbench")
+LOGS = OUT / "fanout-logs"
+TARGETS_P99 = {2000: 100.0, 10000: 250.0}  # ms, issue 4
+TARGET_IDLE_KB = 50.0
+
+RECORD_EVENT = (
+    "mutation($input: RecordEventInput!) { recordEvent(input: $input) "
+    "{ outcome { pointsAwarded } errors { code message } } }"
+)
+PUBLISH = "mutation($id: ID!) { publish(playerId: $id) { receivers } }"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def vm_rss(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def loadavg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "n/a"
+
+
+def raise_nofile(need: int) -> dict[str, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit; children (server, clients) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, need)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return {"soft_before": soft, "soft": now, "hard": hard}
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def http_json(port: int, path: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+        return json.loads(reply.read())
+
+
+class Clients:
+    """The wsload processes of one measurement."""
+
+    def __init__(self, procs: Processes, url: str, args: argparse.Namespace, n: int, **kw: str):
+        self.procs = procs
+        self.children: list[subprocess.Popen[bytes]] = []
+        k = max(1, min(args.client_procs, n))
+        for i in range(k):
+            count = n // k + (1 if i < n % k else 0)
+            first = sum(n // k + (1 if j < n % k else 0) for j in range(i))
+            cmd = [
+                sys.executable,
+                str(BENCH / "wsload.py"),
+                f"--url={url}",
+                f"--count={count}",
+                f"--first={first}",
+                f"--mix={args.mix}",
+                *(f"--{name}={value}" for name, value in kw.items()),
+            ]
+            self.children.append(
+                procs.popen(
+                    cmd,
+                    core=CLIENT_CORE,
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=(LOGS / "wsload.err").open("ab"),
+                )
+            )
+
+    def read_all(self, timeout: float) -> list[dict[str, Any]]:
+        out = []
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            assert child.stdout is not None
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SetupError("subscriber processes did not answer in time")
+                ready, _, _ = select.select([child.stdout], [], [], left)
+                if ready:
+                    line = child.stdout.readline()
+                    if not line:
+                        raise SetupError(f"a subscriber process exited ({child.poll()})")
+                    out.append(json.loads(line))
+                    break
+        return out
+
+    def command(self, text: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """`{i}` in the text is the child's number."""
+        for i, child in enumerate(self.children):
+            assert child.stdin is not None
+            child.stdin.write(text.replace("{i}", str(i)).encode() + b"\n")
+            child.stdin.flush()
+        return self.read_all(timeout)
+
+    def stop(self) -> None:
+        for child in self.children:
+            with contextlib.suppress(Exception):
+                assert child.stdin is not None
+                child.stdin.write(b"quit\n")
+                child.stdin.flush()
+        for child in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(10)
+            self.procs.stop(child)
+
+
+# ---------------------------------------------------------------- the event driver
+
+
+async def drive(
+    url: str, key: str, bodies: list[bytes], rate: float | None
+) -> list[tuple[float, float, bool, str]]:
+    """Sends the bodies at `rate` per second (open loop, a pool of 4 connections), or
+    back-to-back with one in flight when rate is None. (sent, answered, ok, note)."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    pool: asyncio.Queue[RawClient] = asyncio.Queue()
+    for _ in range(1 if rate is None else 4):
+        pool.put_nowait(RawClient(url, headers))
+    results: list[tuple[float, float, bool, str]] = []
+
+    async def one(body: bytes) -> None:
+        client = await pool.get()
+        sent = time.time()
+        try:
+            status, content = await asyncio.wait_for(client.post(body), 30)
+            text = content.decode(errors="replace")
+            ok = status == 200 and '"errors"' not in text.replace('"errors":[]', "")
+            results.append((sent, time.time(), ok, "" if ok else text[:300]))
+        except Exception as exc:
+            results.append((sent, time.time(), False, f"{type(exc).__name__}: {exc}"))
+        finally:
+            pool.put_nowait(client)
+
+    t0 = time.monotonic()
+    tasks = []
+    for i, body in enumerate(bodies):
+        if rate is None:
+            await one(body)
+            continue
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(body)))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        await pool.get_nowait().close()
+    return results
+
+
+def event_bodies(target: str, hot: str, count: int, tag: str) -> list[bytes]:
+    if target == "baseline":
+        return [json.dumps({"query": PUBLISH, "variables": {"id": hot}}).encode()] * count
+    return [
+        json.dumps(
+            {
+                "query": RECORD_EVENT,
+                "variables": {
+                    "input": {
+                        "playerId": hot,
+                        "eventType": "RECHARGE",
+                        "value": 1,
+                        "source": "bench",
+                        "idempotencyKey": f"{tag}-{i}",
+                    }
+                },
+            }
+        ).encode()
+        for i in range(count)
+    ]
+
+
+# ---------------------------------------------------------------- one measurement
+
+
+def measure(
+    procs: Processes, args: argparse.Namespace, target: str, n: int, run: int, key: str
+) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    hot = f"hot-{tag}"  # a fresh player: the preset's daily cap never interferes
+    if target == "baseline":
+        app, env, key = ["--app-dir", str(BENCH), "fanout_baseline_app:create_app"], base_env(), ""
+    else:
+        app, env = ["app.asgi:create_app"], backend_env("postgres")
+    server = Server(procs, f"{target}-n{n}-r{run + 1}", app, env)
+    server.log_path = LOGS / f"{server.name}.log"
+    ws_url = f"ws://127.0.0.1:{server.port}/graphql"
+    record: dict[str, Any] = {"target": target, "n": n, "loadavg_before": loadavg()}
+    cores0 = cores_busy()
+    server.start()
+    try:
+        # Warm up: one event (creates the hot player) and a few subscribers come and go.
+        warm = asyncio.run(drive(server.url, key, event_bodies(target, hot, 1, f"w{tag}"), None))
+        if not warm[0][2]:
+            raise SetupError(f"{target}: the warm-up event failed: {warm[0][3]}")
+        warmers = Clients(procs, ws_url, args, 20, hot=hot, key=key)
+        warmers.read_all(60)
+        warmers.stop()
+        time.sleep(1.0)
+        record["rss_before"] = vm_rss(server.pid)
+
+        t0 = time.monotonic()
+        clients = Clients(procs, ws_url, args, n, hot=hot, key=key)
+        try:
+            ready = clients.read_all(args.connect_timeout)
+            record["connect_s"] = round(time.monotonic() - t0, 2)
+            record["subscribed"] = sum(r["ready"] for r in ready)
+            record["connect_failed"] = sum(r["failed"] for r in ready)
+            record["kinds"] = {}
+            for r in ready:
+                for kind, count in r["kinds"].items():
+                    record["kinds"][kind] = record["kinds"].get(kind, 0) + count
+            record["connect_errors"] = [e for r in ready for e in r["errors"]][:5]
+            # The server registers a subscription after the client sent `subscribe`.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                seen = http_json(server.port, "/readyz").get("subscriptions", 0)
+                if seen >= record["subscribed"]:
+                    break
+                time.sleep(0.2)
+            record["registered"] = seen
+            record["registered_s"] = round(time.monotonic() - t0, 2)
+            time.sleep(args.settle)
+            record["rss_after"] = vm_rss(server.pid)
+
+            # Steady phase.
+            count = max(1, round(args.rate * args.duration))
+            bodies = event_bodies(target, hot, count, f"s{tag}")
+            cpu0, c0, w0 = proc_cpu_seconds(server.pid), cores_busy(), time.monotonic()
+            steady = asyncio.run(drive(server.url, key, bodies, args.rate))
+            time.sleep(args.grace)
+            cpu1, c1, w1 = proc_cpu_seconds(server.pid), cores_busy(), time.monotonic()
+            record["steady_server_cpu"] = (
+                round((cpu1 - cpu0) / (w1 - w0), 3) if cpu0 is not None and cpu1 else None
+            )
+            record["steady_cores"] = busy_share(c0, c1)
+
+            # Burst phase.
+            hot_subs = record["kinds"].get("hot", 0)
+            size = args.burst or max(5, min(100, 100_000 // max(1, hot_subs)))
+            burst_bodies = event_bodies(target, hot, size, f"b{tag}")
+            burst_start = time.time()
+            burst = asyncio.run(drive(server.url, key, burst_bodies, None))
+            expected = hot_subs * (
+                sum(1 for r in steady if r[2]) + sum(1 for r in burst if r[2]) + 1
+            )
+            last, still = -1, time.monotonic()
+            while time.monotonic() - still < 3:
+                got = sum(c["hot"] for c in clients.command("count"))
+                if got >= expected:
+                    break
+                if got != last:
+                    last, still = got, time.monotonic()
+                time.sleep(0.25)
+            reports = clients.command(f"report {OUT / f'fanout-{tag}'}-{{i}}")
+        finally:
+            clients.stop()
+        record["rss_end"] = vm_rss(server.pid)
+    finally:
+        server.stop()
+    record["loadavg_after"] = loadavg()
+    record["cores_busy"] = busy_share(cores0, cores_busy())
+    files = [OUT / f"fanout-{tag}-{i}" for i in range(len(reports))]
+    record.update(summarise(record, reports, steady, burst, burst_start, expected, hot_subs, files))
+    return record
+
+
+def summarise(
+    record: dict[str, Any],
+    reports: list[dict[str, Any]],
+    steady: list[tuple[float, float, bool, str]],
+    burst: list[tuple[float, float, bool, str]],
+    burst_start: float,
+    expected: int,
+    hot_subs: int,
+    files: list[Path],
+) -> dict[str, Any]:
+    data, board = array("d"), array("d")
+    for path in files:
+        for into, name in ((data, path), (board, Path(f"{path}.board"))):
+            with contextlib.suppress(OSError):
+                into.frombytes(name.read_bytes())
+            name.unlink(missing_ok=True)
+    steady_lat, burst_recv = [], []
+    first_sent = min((s for s, *_ in steady), default=0)
+    for i in range(0, len(data), 2):
+        received, created = data[i], data[i + 1]
+        if created < first_sent - 0.5:
+            continue  # the warm-up event
+        if created < burst_start:
+            steady_lat.append((received - created) * 1000)
+        else:
+            burst_recv.append(received)
+    steady_lat.sort()
+    ok_steady = sum(1 for r in steady if r[2])
+    ok_burst = sum(1 for r in burst if r[2])
+    burst_span = (max(burst_recv) - burst_start) if burst_recv else None
+    sender = sorted((a - s) * 1000 for s, a, ok, _ in steady if ok)
+    rss0, rss1 = record.get("rss_before"), record.get("rss_after")
+    subscribed = record.get("subscribed") or 0
+    return {
+        "hot_subscribers": hot_subs,
+        "events_steady": len(steady),
+        "events_steady_ok": ok_steady,
+        "events_burst": len(burst),
+        "events_burst_ok": ok_burst,
+        "event_failures": [r[3] for r in [*steady, *burst] if not r[2]][:5],
+        "deliveries_steady": len(steady_lat),
+        "missing_steady": hot_subs * ok_steady - len(steady_lat),
+        "deliveries_burst": len(burst_recv),
+        "missing_burst": hot_subs * ok_burst - len(burst_recv),
+        "expected_total": expected,
+        "p50_ms": percentile(steady_lat, 0.50),
+        "p99_ms": percentile(steady_lat, 0.99),
+        "max_ms": steady_lat[-1] if steady_lat else None,
+        "sender_p50_ms": percentile(sender, 0.5),
+        "sender_p99_ms": percentile(sender, 0.99),
+        "burst_deliveries_per_s": len(burst_recv) / burst_span if burst_span else None,
+        "burst_s": burst_span,
+        "board_updates": len(board),
+        "idle_kb_per_sub": ((rss1 - rss0) / subscribed / 1024)
+        if rss0 and rss1 and subscribed
+        else None,
+        "closed": sum(r["closed"] for r in reports),
+        "failed": sum(r["failed"] for r in reports) + (record.get("connect_failed") or 0),
+        "client_cpu_s": round(sum(r["cpu_s"] for r in reports), 2),
+        "client_errors": [e for r in reports for e in r["errors"]][:5],
+    }
+
+
+# ---------------------------------------------------------------- the bench
+
+
+def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    shutil.rmtree(LOGS, ignore_errors=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {
+        "command": args.command_line,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "pinning": harness.PINNING,
+        "nofile": args.nofile,
+        "args": {k: v for k, v in vars(args).items() if k not in ("command_line", "nofile")},
+        "versions": versions(["postgres"]),
+        "git": git_state(),
+        "fingerprints": [source_fingerprint()],
+        "loadavg_start": loadavg(),
+        "measurements": [],
+    }
+    data["versions"]["websockets"] = _version("websockets")
+    log("prepare the database")
+    key = prepare("postgres")
+    cores0 = cores_busy()
+    for run in range(args.runs):
+        for n in args.subscribers:
+            for target in args.targets:
+                log(f"run {run + 1}/{args.runs}: {target}, {n:,} subscribers")
+                data["fingerprints"].append(source_fingerprint())
+                m = measure(procs, args, target, n, run, key)
+                m["run"] = run + 1
+                data["measurements"].append(m)
+                log(
+                    f"  connect {m['connect_s']}s  idle {fmt(m['idle_kb_per_sub'], 'kb')} KB/sub  "
+                    f"p50 {fmt(m['p50_ms'], 'ms')} p99 {fmt(m['p99_ms'], 'ms')} ms  "
+                    f"burst {fmt(m['burst_deliveries_per_s'], 'n')} deliveries/s  "
+                    f"missing {m['missing_steady']}+{m['missing_burst']}  "
+                    f"closed {m['closed']} failed {m['failed']}  "
+                    f"server cpu {fmt(m['steady_server_cpu'], 'pct')}  load {m['loadavg_after']}"
+                )
+                for text in m["event_failures"] + m["client_errors"] + m["connect_errors"]:
+                    log(f"    {text}")
+    data["cores_busy"] = busy_share(cores0, cores_busy())
+    data["loadavg_end"] = loadavg()
+    return data
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "ms":
+        return f"{value:.1f}"
+    if unit == "kb":
+        return f"{value:.1f}"
+    if unit == "pct":
+        return f"{value:.0%}"
+    if unit == "mib":
+        return f"{value / MIB:.1f}"
+    if unit == "s":
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def med(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+ROWS = (
+    ("connect time, s (all N subscribed)", "connect_s", "s"),
+    ("server RSS before connecting, MiB", "rss_before", "mib"),
+    ("server RSS with N idle subscriptions, MiB", "rss_after", "mib"),
+    ("memory per idle subscription, KB", "idle_kb_per_sub", "kb"),
+    ("steady: delivery latency p50, ms", "p50_ms", "ms"),
+    ("steady: delivery latency p99, ms", "p99_ms", "ms"),
+    ("steady: delivery latency max, ms", "max_ms", "ms"),
+    ("steady: sender's mutation round trip p50, ms", "sender_p50_ms", "ms"),
+    ("steady: server worker CPU (core 0)", "steady_server_cpu", "pct"),
+    ("burst: deliveries/s", "burst_deliveries_per_s", "n"),
+    ("burst: first send to last delivery, s", "burst_s", "s"),
+    ("leaderboardChanged updates received (all board subscribers)", "board_updates", "n"),
+    ("deliveries missing (steady + burst)", "missing", "n"),
+    ("subscriptions failed or closed", "lost", "n"),
+)
+
+
+def value_of(m: dict[str, Any], name: str) -> float | None:
+    if name == "missing":
+        return m["missing_steady"] + m["missing_burst"]
+    if name == "lost":
+        return m["failed"] + m["closed"]
+    return m.get(name)
+
+
+def report(data: dict[str, Any]) -> str:
+    args, mach, v = data["args"], data["machine"], data["versions"]
+    ms = data["measurements"]
+    mix = args["mix"]
+    lines = [
+        START,
+        "## Fan-out: WebSocket subscribers on one server process",
+        "",
+        f"- Date: {data['date']}; whole bench took {data.get('elapsed_s', 0):.0f} s.",
+        f"- Command: `{data['command']}`",
+        f"- Machine: nproc {mach['nproc']}, {mach['cpu']}, {mach['ram_gib']} GiB RAM, "
+        f"Linux {mach['kernel']}. Open files: soft limit raised from "
+        f"{data['nofile']['soft_before']} to {data['nofile']['soft']} (hard limit "
+        f"{data['nofile']['hard']}), inherited by the server and the clients.",
+        f"- **Machine load**: the 2 cores are shared with other engineers' test runs. "
+        f"/proc/loadavg {data['loadavg_start']} at the start, {data['loadavg_end']} at the "
+        f"end; both cores' busy share over the bench: "
+        + ", ".join(f"{k} {val:.0%}" for k, val in data["cores_busy"].items() if val is not None)
+        + ". Each measurement's load average is in the raw data.",
+        f"- Pinning ({data['pinning']}): the uvicorn worker on core {SERVER_CORE}; the "
+        f"subscriber processes and the event sender on core {CLIENT_CORE}. PostgreSQL and "
+        "Redis are not pinned.",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"- Code: git {data.get('git', 'unknown')}; source fingerprint (sha256 of "
+        f"{', '.join(SOURCE_DIRS)}) "
+        + (
+            f"{data['fingerprints'][0]}, unchanged during the bench"
+            if len(set(data["fingerprints"])) == 1
+            else "**changed during the bench**: runs are not comparable"
+        )
+        + ".",
+        f"- Per measurement: a fresh uvicorn worker; {args['client_procs']} subscriber "
+        f"processes (`bench/wsload.py`, raw asyncio RFC 6455 client, no permessage-deflate) "
+        f"connect N subscribers in the mix `{mix}` (`hot`: `pointsChanged` of one shared "
+        "player; `board`: `leaderboardChanged(period: ALL_TIME, first: 10)`; `own`: "
+        "`pointsChanged` of a player of its own that gets no events, idle). Memory per idle "
+        "subscription = (RSS with N subscribed, after "
+        f"{args['settle']:g} s − RSS before, after a warm-up) / N. Steady: "
+        f"{args['rate']:g} `recordEvent`/s for the hot player for {args['duration']:g} s; "
+        "latency = receive time − the transaction's `createdAt` (stamped when the server "
+        "starts on the event, before the commit: so commit included, an upper bound), "
+        "over every delivery to every `hot` subscriber. Burst: "
+        f"{args['burst'] or 'min(100, 100,000 ÷ hot subscribers)'} events back-to-back "
+        "(one in flight); deliveries/s = burst "
+        "deliveries ÷ (last delivery − first send).",
+        "- Questline: `app.asgi:create_app`, PostgreSQL + Redis (`REDIS_PREFIX=qlfanout`), "
+        "`QUESTLINE_ENV=dev`, subscribers authenticate with an admin API key in "
+        "`connection_init`. Baseline: `bench/fanout_baseline_app.py`, a minimal Strawberry "
+        "subscription app (no database, no Redis, no auth; an HTTP `publish` mutation puts "
+        "the message into one asyncio.Queue per subscriber and Strawberry executes the "
+        "same selection set per subscriber), served and driven the same way.",
+        "",
+    ]
+    for n in args["subscribers"]:
+        lines += [f"### {n:,} subscribers", ""]
+        head = "| metric | " + " | ".join(
+            f"{t} median | {t} runs" for t in ("Questline", "baseline")
+        )
+        lines += [head + " |", "| --- |" + " ---: | ---: |" * 2]
+        for label, name, unit in ROWS:
+            cells = []
+            for target in ("questline", "baseline"):
+                vals = [value_of(m, name) for m in ms if m["n"] == n and m["target"] == target]
+                cells.append(fmt(med(vals), unit))
+                cells.append(" / ".join(fmt(x, unit) for x in vals))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        q = [m for m in ms if m["n"] == n and m["target"] == "questline"]
+        b = [m for m in ms if m["n"] == n and m["target"] == "baseline"]
+        if q:
+            kinds = q[0]["kinds"]
+            lines += [
+                "",
+                f"Subscribers by kind: {', '.join(f'{k} {c:,}' for k, c in kinds.items())}; "
+                f"load average after each Questline measurement: "
+                + ", ".join(m["loadavg_after"] for m in q)
+                + ".",
+            ]
+        qp99, bp99 = med([m["p99_ms"] for m in q]), med([m["p99_ms"] for m in b])
+        qd, bd = (
+            med([m["burst_deliveries_per_s"] for m in q]),
+            med([m["burst_deliveries_per_s"] for m in b]),
+        )
+        qk, bk = med([m["idle_kb_per_sub"] for m in q]), med([m["idle_kb_per_sub"] for m in b])
+        target_p99 = TARGETS_P99.get(n)
+        lines += [
+            "",
+            "| ratio Questline ÷ baseline (medians) | value |",
+            "| --- | ---: |",
+            f"| p99 latency | {ratio(qp99, bp99)} |",
+            f"| burst deliveries/s | {ratio(qd, bd)} |",
+            f"| memory per idle subscription | {ratio(qk, bk)} |",
+            "",
+        ]
+        verdicts = []
+        if target_p99 is not None:
+            verdicts.append(
+                f"p99 ≤ {target_p99:g} ms at {n:,}: {fmt(qp99, 'ms')} ms, "
+                + verdict(qp99, target_p99)
+            )
+        if n == 2000:
+            verdicts.append(f"seed 004 < 100 ms: {verdict(qp99, 100.0)}")
+        verdicts.append(
+            f"≤ {TARGET_IDLE_KB:g} KB per idle subscription: {fmt(qk, 'kb')} KB, "
+            + verdict(qk, TARGET_IDLE_KB)
+        )
+        lines += ["Targets (Questline medians): " + "; ".join(verdicts) + ".", ""]
+    lines += ["Raw data: `bench/out/fanout-latest.json` (git-ignored).", END]
+    return "\n".join(lines) + "\n"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f} ({a:,.1f} / {b:,.1f})" if a is not None and b else "n/a"
+
+
+def verdict(value: float | None, limit: float) -> str:
+    if value is None:
+        return "not measured"
+    return "**met**" if value <= limit else "**NOT met**"
+
+
+def write_results(section: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Questline fan-out benchmark (see bench/README.md).")
+    p.add_argument("--subscribers", default="2000,10000", help="comma-separated counts")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--mix", default="hot=0.9,board=0.05,own=0.05")
+    p.add_argument("--rate", type=float, default=2.0, help="steady events/s")
+    p.add_argument("--duration", type=float, default=20.0, help="steady seconds")
+    p.add_argument("--burst", type=int, default=0, help="burst events (default: ~100k deliveries)")
+    p.add_argument("--client-procs", type=int, default=4)
+    p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("--grace", type=float, default=2.0)
+    p.add_argument("--connect-timeout", type=float, default=180.0)
+    p.add_argument(
+        "--targets", default="baseline,questline", help="which servers, e.g. only questline"
+    )
+    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = p.parse_args(argv)
+    args.targets = [t for t in args.targets.split(",") if t]
+    if not args.targets or not set(args.targets) <= {"baseline", "questline"}:
+        p.error("--targets takes baseline and/or questline")
+    try:
+        args.subscribers = [int(x) for x in args.subscribers.split(",") if x.strip()]
+    except ValueError:
+        p.error("--subscribers takes comma-separated integers")
+    if not args.subscribers or not all(1 <= n <= 100_000 for n in args.subscribers):
+        p.error("need 1 <= subscribers <= 100000")
+    if not (1 <= args.runs <= 20 and 0 < args.rate <= 1000 and 0 < args.duration <= 600):
+        p.error("need 1 <= runs <= 20, 0 < rate <= 1000, 0 < duration <= 600")
+    args.command_line = shlex.join(["python", "bench/fanout.py", *(argv or sys.argv[1:])])
+    return args
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def single_instance() -> Iterator[None]:
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    with (LOCK_DIR / "fanout.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SetupError("another fan-out bench is running; wait for it to finish") from None
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.nofile = raise_nofile(max(args.subscribers) + 1024)
+    if args.nofile["soft"] < max(args.subscribers) + 100:
+        log(f"WARNING: open-file limit {args.nofile} is below the subscriber count")
+    harness.PINNING = choose_pinning()
+    if harness.PINNING == "none":
+        log("WARNING: fewer than 2 cores or no way to pin: server and clients are not pinned")
+    elif hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {CLIENT_CORE})  # this process sends the events
+    OUT.mkdir(parents=True, exist_ok=True)
+    procs = Processes()
+    t0 = time.monotonic()
+    try:
+        with single_instance(), signals_as_interrupt():
+            try:
+                data = bench(args, procs)
+            finally:
+                procs.stop_all()
+                with contextlib.suppress(Exception):
+                    redis_cleanup()
+    except SetupError as exc:
+        log(f"SETUP ERROR: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted; stopping servers")
+        return 130
+    finally:
+        procs.stop_all()
+    data["elapsed_s"] = round(time.monotonic() - t0, 1)
+    (OUT / "fanout-latest.json").write_text(json.dumps(data, indent=2, default=str))
+    section = report(data)
+    print(section)
+    if not args.no_write:
+        write_results(section)
+        log(f"wrote {RESULTS.relative_to(ROOT)} (fan-out section)")
+    lost = sum(
+        m["failed"] + m["closed"] + m["missing_steady"] + m["missing_burst"]
+        for m in data["measurements"]
+    )
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
