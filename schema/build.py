@@ -25,9 +25,12 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     from resolvers.leaderboards import LeaderboardQuery, LeaderboardSubscription
     from resolvers.ledger import LedgerMutation, LedgerQuery
     from resolvers.players import PlayerMutation, PlayerQuery, PlayerSubscription
+    from resolvers.rewards import RewardMutation, RewardQuery
 
-    query = merge_types("Query", (PlayerQuery, LedgerQuery, LeaderboardQuery))
-    mutation = merge_types("Mutation", (EventMutation, LedgerMutation, PlayerMutation))
+    query = merge_types("Query", (PlayerQuery, LedgerQuery, LeaderboardQuery, RewardQuery))
+    mutation = merge_types(
+        "Mutation", (EventMutation, LedgerMutation, PlayerMutation, RewardMutation)
+    )
     subscription = merge_types(
         "Subscription", (EventSubscription, LeaderboardSubscription, PlayerSubscription)
     )
