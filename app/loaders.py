@@ -11,7 +11,7 @@ from strawberry.dataloader import DataLoader
 from app.services import ledger
 from app.services import players as player_service
 from app.services import rewards as reward_service
-from models import Player, RewardItem, Team, Tenant, Wallet
+from models import Player, Redemption, RewardItem, Team, Tenant, Wallet
 
 
 class Loaders:
@@ -47,6 +47,15 @@ class Loaders:
     @cached_property
     def reward(self) -> DataLoader[int, RewardItem | None]:
         return DataLoader(self._rewards)
+
+    @cached_property
+    def redemption(self) -> DataLoader[int, Redemption | None]:
+        return DataLoader(self._redemptions)
+
+    async def _redemptions(self, ids: Sequence[int]) -> list[Redemption | None]:
+        assert self.tenant is not None
+        found = await reward_service.redemptions_by_ids(self.tenant.id, ids)
+        return [found.get(i) for i in ids]
 
     async def _rewards(self, ids: Sequence[int]) -> list[RewardItem | None]:
         assert self.tenant is not None

@@ -26,10 +26,14 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     from resolvers.ledger import LedgerMutation, LedgerQuery
     from resolvers.players import PlayerMutation, PlayerQuery, PlayerSubscription
     from resolvers.rewards import RewardMutation, RewardQuery
+    from resolvers.wheel import WheelMutation, WheelQuery
 
-    query = merge_types("Query", (PlayerQuery, LedgerQuery, LeaderboardQuery, RewardQuery))
+    query = merge_types(
+        "Query", (PlayerQuery, LedgerQuery, LeaderboardQuery, RewardQuery, WheelQuery)
+    )
     mutation = merge_types(
-        "Mutation", (EventMutation, LedgerMutation, PlayerMutation, RewardMutation)
+        "Mutation",
+        (EventMutation, LedgerMutation, PlayerMutation, RewardMutation, WheelMutation),
     )
     subscription = merge_types(
         "Subscription", (EventSubscription, LeaderboardSubscription, PlayerSubscription)

@@ -183,6 +183,10 @@ async def items_by_ids(tenant_id: int, ids: Sequence[int]) -> dict[int, RewardIt
     return {r.id: r for r in await RewardItem.filter(tenant_id=tenant_id, id__in=list(ids))}
 
 
+async def redemptions_by_ids(tenant_id: int, ids: Sequence[int]) -> dict[int, Redemption]:
+    return {r.id: r for r in await Redemption.filter(tenant_id=tenant_id, id__in=list(ids))}
+
+
 async def require_item(tenant: Tenant, reward_id: str | int, field: str = "rewardId") -> RewardItem:
     item = None
     if str(reward_id).isdigit():
@@ -219,7 +223,7 @@ async def _held(player_pk: int, item_id: int, conn: Any = None) -> int:
     return int(total or 0)
 
 
-async def _locked_wallet(conn: Any, tenant: Tenant, player_pk: int) -> Wallet:
+async def locked_wallet(conn: Any, tenant: Tenant, player_pk: int) -> Wallet:
     """The player's wallet, locked until commit (created first if missing)."""
     wallet = await Wallet.filter(player_id=player_pk).select_for_update().using_db(conn).first()
     if wallet is None:
@@ -308,7 +312,7 @@ async def _move_points(
     )
 
 
-async def _wallet_view(tenant: Tenant, player: Player, wallet: Wallet | None) -> WalletView:
+async def player_wallet_view(tenant: Tenant, player: Player, wallet: Wallet | None) -> WalletView:
     today = today_for(tenant, player)
     earned = (await earned_on([(player.id, today)])).get((player.id, today), ZERO)
     return wallet_view(tenant, wallet, earned)
@@ -352,7 +356,7 @@ async def redeem(
     try:
         async with in_transaction() as conn:
             await _take_stock(conn, item, quantity)
-            wallet = await _locked_wallet(conn, tenant, player.id)
+            wallet = await locked_wallet(conn, tenant, player.id)
             held = await _held(player.id, item.id, conn) if item.per_player_limit else 0
             standing = rules.Standing(wallet.balance, wallet.level, held)
             # The same rules again, under the lock: this decides (stock was taken above).
@@ -386,7 +390,7 @@ async def redeem(
         # A call with the same key committed first: replay it.
         previous = await Redemption.get(tenant_id=tenant.id, idempotency_key=key)
         return await _replay(tenant, player, item, quantity, previous)
-    view = await _wallet_view(tenant, player, wallet)
+    view = await player_wallet_view(tenant, player, wallet)
     if line is not None:
         await publish_points(rt, tenant, player.external_id, [line], view)
     return RedemptionResult(redemption, view)
@@ -407,7 +411,9 @@ async def _replay(
             "idempotencyKey",
         )
     wallet = await Wallet.get_or_none(player_id=player.id)
-    return RedemptionResult(previous, await _wallet_view(tenant, player, wallet), duplicate=True)
+    return RedemptionResult(
+        previous, await player_wallet_view(tenant, player, wallet), duplicate=True
+    )
 
 
 async def issue_offer(
@@ -447,7 +453,7 @@ async def issue_offer(
             raise
         previous = await Redemption.get(tenant_id=tenant.id, idempotency_key=key)
         return await _replay(tenant, player, item, 1, previous)
-    return RedemptionResult(redemption, await _wallet_view(tenant, player, wallet))
+    return RedemptionResult(redemption, await player_wallet_view(tenant, player, wallet))
 
 
 async def issue_locked(
@@ -464,7 +470,7 @@ async def issue_locked(
     """Inside the caller's transaction (item, then wallet, locked in that order)."""
     await _take_stock(conn, item, 1)
     if wallet is None:
-        wallet = await _locked_wallet(conn, tenant, player.id)
+        wallet = await locked_wallet(conn, tenant, player.id)
     held = await _held(player.id, item.id, conn) if item.per_player_limit else 0
     problem = rules.limit_problem(terms(item), held, 1)
     if problem:
@@ -573,7 +579,7 @@ async def _refund(
         if not await _moved(conn, row, target, **changes):
             raise await _current_problem(row, target)
         await _return_stock(conn, item.id, row.quantity)
-        wallet = await _locked_wallet(conn, tenant, player.id)
+        wallet = await locked_wallet(conn, tenant, player.id)
         verb = "rejected" if target == rules.REJECTED else "cancelled"
         line = await _move_points(
             conn,
@@ -586,7 +592,7 @@ async def _refund(
     row.status = RedemptionStatus(target)
     if reason is not None:
         row.reason = reason
-    view = await _wallet_view(tenant, player, wallet)
+    view = await player_wallet_view(tenant, player, wallet)
     if line is not None:
         await publish_points(rt, tenant, player.external_id, [line], view)
     return RedemptionResult(row, view)
