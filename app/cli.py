@@ -142,6 +142,21 @@ def decay(
         console.print(f"{slug}: decayed {run.points} points from {run.players} inactive players")
 
 
+@cli.command()
+def expire(
+    tenant: Annotated[str | None, typer.Option(help="One tenant (default: all).")] = None,
+) -> None:
+    """Mark FULFILLED redemptions whose code has expired as EXPIRED; safe to run twice."""
+    from app.services.rewards import expire_codes
+    from app.services.tenants import get_tenant
+
+    async def work(settings: Settings) -> int:
+        return await expire_codes(await get_tenant(tenant) if tenant else None)
+
+    count = _run(work)
+    console.print(f"expired {count} redemption codes" + (f" of tenant {tenant}" if tenant else ""))
+
+
 @tenant_cli.command("create")
 def tenant_create(
     slug: str,
