@@ -125,6 +125,11 @@ def limit_problem(item: ItemTerms, held: int, quantity: int) -> Problem | None:
 
 
 def availability_problem(item: ItemTerms, level: int, now: datetime) -> Problem | None:
+    return window_problem(item, now) or level_problem(item, level)
+
+
+def window_problem(item: ItemTerms, now: datetime) -> Problem | None:
+    """Offered at all, and now: the part of the rules that needs no player."""
     if not item.active:
         return Problem("NOT_FOUND", "this reward is no longer offered", "rewardId")
     if item.available_from is not None and now < item.available_from:
@@ -133,6 +138,10 @@ def availability_problem(item: ItemTerms, level: int, now: datetime) -> Problem 
         return Problem(
             "INVALID", f"no longer available since {item.available_until.isoformat()}", "rewardId"
         )
+    return None
+
+
+def level_problem(item: ItemTerms, level: int) -> Problem | None:
     if level < item.min_level:
         return Problem(
             "INVALID", f"needs level {item.min_level}; the player is level {level}", "rewardId"

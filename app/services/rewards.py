@@ -256,9 +256,10 @@ async def _return_stock(conn: Any, item_id: int, quantity: int) -> None:
     )
 
 
-async def _issue_code(conn: Any, item: RewardItem, redemption: Redemption) -> str:
+async def _issue_code(conn: Any, item: RewardItem, redemption: Redemption | None) -> str:
     """A pool code claimed for this redemption, or a fresh unguessable one."""
     if item.uses_code_pool:
+        assert redemption is not None
         row = (
             await RewardCode.filter(reward_id=item.id, redemption_id=None)
             .order_by("id")
@@ -286,6 +287,41 @@ async def _fulfil(conn: Any, item: RewardItem, redemption: Redemption, now: date
         code,
         expires,
     )
+
+
+async def _new_redemption(
+    conn: Any,
+    tenant: Tenant,
+    player: Player,
+    item: RewardItem,
+    *,
+    quantity: int,
+    cost: Decimal,
+    fulfilled: bool,
+    source: str,
+    key: str | None,
+    now: datetime,
+    reason: str | None = None,
+) -> Redemption:
+    """PENDING, or FULFILLED with its code (a generated one goes in with the insert)."""
+    generated = fulfilled and not item.uses_code_pool
+    redemption = await Redemption.create(
+        tenant_id=tenant.id,
+        player_id=player.id,
+        reward_id=item.id,
+        quantity=quantity,
+        points_spent=cost,
+        status=RedemptionStatus.FULFILLED if generated else RedemptionStatus.PENDING,
+        code=await _issue_code(conn, item, None) if generated else None,
+        expires_at=rules.code_expiry(now, item.expiry_days) if generated else None,
+        source=source,
+        reason=reason,
+        idempotency_key=key,
+        using_db=conn,
+    )
+    if fulfilled and item.uses_code_pool:  # the pool's code points at the redemption
+        await _fulfil(conn, item, redemption, now)
+    return redemption
 
 
 async def _move_points(
@@ -343,13 +379,11 @@ async def redeem(
         previous = await Redemption.get_or_none(tenant_id=tenant.id, idempotency_key=key)
         if previous is not None:
             return await _replay(tenant, player, item, quantity, previous)
-    # A first look without locks: a clear refusal, and no lock taken for hopeless calls.
-    wallet = await Wallet.get_or_none(player_id=player.id)
-    held = await _held(player.id, item.id) if item.per_player_limit else 0
-    standing = rules.Standing(
-        wallet.balance if wallet else ZERO, wallet.level if wallet else 1, held
+    # What needs no player state is refused before any lock; the rest is decided under
+    # the locks (stock by its conditional UPDATE, then the wallet's row lock).
+    problem = rules.quantity_problem(terms(item), quantity) or rules.window_problem(
+        terms(item), now
     )
-    problem = rules.redeem_problem(terms(item), standing, quantity, now)
     if problem:
         raise fail(problem)
     cost = rules.total_cost(terms(item), quantity)
@@ -363,19 +397,18 @@ async def redeem(
             problem = rules.redeem_problem(terms(item, with_stock=False), standing, quantity, now)
             if problem:
                 raise fail(problem)
-            redemption = await Redemption.create(
-                tenant_id=tenant.id,
-                player_id=player.id,
-                reward_id=item.id,
+            redemption = await _new_redemption(
+                conn,
+                tenant,
+                player,
+                item,
                 quantity=quantity,
-                points_spent=cost,
-                status=RedemptionStatus.PENDING,
+                cost=cost,
+                fulfilled=not item.requires_approval,
                 source="shop",
-                idempotency_key=key,
-                using_db=conn,
+                key=key,
+                now=now,
             )
-            if not item.requires_approval:
-                await _fulfil(conn, item, redemption, now)
             line = await _move_points(
                 conn,
                 tenant,
@@ -475,19 +508,19 @@ async def issue_locked(
     problem = rules.limit_problem(terms(item), held, 1)
     if problem:
         raise fail(problem)
-    redemption = await Redemption.create(
-        tenant_id=tenant.id,
-        player_id=player.id,
-        reward_id=item.id,
+    redemption = await _new_redemption(
+        conn,
+        tenant,
+        player,
+        item,
         quantity=1,
-        points_spent=ZERO,
-        status=RedemptionStatus.PENDING,
+        cost=ZERO,
+        fulfilled=True,
         source=source,
+        key=key,
+        now=now,
         reason=reason[:200],
-        idempotency_key=key,
-        using_db=conn,
     )
-    await _fulfil(conn, item, redemption, now)
     return redemption, wallet
 
 
