@@ -280,13 +280,14 @@ async def _fulfil(conn: Any, item: RewardItem, redemption: Redemption, now: date
     await (
         Redemption.filter(id=redemption.id)
         .using_db(conn)
-        .update(status=RedemptionStatus.FULFILLED, code=code, expires_at=expires)
+        .update(status=RedemptionStatus.FULFILLED, code=code, expires_at=expires, updated_at=now)
     )
     redemption.status, redemption.code, redemption.expires_at = (
         RedemptionStatus.FULFILLED,
         code,
         expires,
     )
+    redemption.updated_at = now
 
 
 async def _new_redemption(
@@ -548,11 +549,14 @@ async def _owned(tenant: Tenant, redemption_id: str | int, as_player: str | None
 
 async def _moved(conn: Any, row: Redemption, target: str, **changes: Any) -> bool:
     """The status changes only if nobody changed it first (a conditional UPDATE)."""
+    stamp = datetime.now(UTC)
     done = (
         await Redemption.filter(id=row.id, status__in=sorted(rules.sources_of(target)))
         .using_db(conn)
-        .update(status=RedemptionStatus(target), **changes)
+        .update(status=RedemptionStatus(target), updated_at=stamp, **changes)
     )
+    if done:
+        row.updated_at = stamp
     return bool(done)
 
 
@@ -647,7 +651,7 @@ async def complete(
     done = (
         await Redemption.filter(id=row.id, status=RedemptionStatus.FULFILLED)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .update(status=RedemptionStatus.COMPLETED)
+        .update(status=RedemptionStatus.COMPLETED, updated_at=now)
     )
     if not done:
         await row.refresh_from_db(fields=["status", "expires_at"])
@@ -655,7 +659,7 @@ async def complete(
             rules.completion_problem(str(row.status), row.expires_at, now)
             or rules.Problem("INVALID_TRANSITION", f"the redemption is {row.status} now", "id")
         )
-    row.status = RedemptionStatus.COMPLETED
+    row.status, row.updated_at = RedemptionStatus.COMPLETED, now
     return RedemptionResult(row)
 
 
@@ -666,7 +670,7 @@ async def expire_codes(tenant: Tenant | None = None, now: datetime | None = None
     query = Redemption.filter(status=RedemptionStatus.FULFILLED, expires_at__lte=now)
     if tenant is not None:
         query = query.filter(tenant_id=tenant.id)
-    return await query.update(status=RedemptionStatus.EXPIRED)
+    return await query.update(status=RedemptionStatus.EXPIRED, updated_at=now)
 
 
 async def list_redemptions(

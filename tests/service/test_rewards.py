@@ -63,6 +63,8 @@ async def test_approval_flow_pending_approved_fulfilled_completed(rt, shop):
     assert cancel_late.value.code == "INVALID_TRANSITION"
     done = (await rewards.complete(rt, shop, pending.id, as_player="bo")).redemption
     assert done.status == "COMPLETED"
+    stored = await Redemption.get(id=pending.id)
+    assert stored.updated_at >= approved.updated_at > stored.created_at
     with pytest.raises(UserError) as after:
         await rewards.complete(rt, shop, pending.id)
     assert after.value.code == "INVALID_TRANSITION"
