@@ -154,6 +154,19 @@ def stocks(server: Server, key: str) -> dict[int, int | None]:
     return {int(r["id"]): r["stock"] for r in json.loads(content)["data"]["rewards"]}
 
 
+def other_benches() -> int:
+    """Processes of another checkout's benchmarks (they share our two cores)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "/bench/" in cmd and str(ROOT) not in cmd:
+                count += 1
+    return count
+
+
 def server_for(procs: Processes, name: str, app: list[str], env: dict[str, str]) -> Server:
     server = Server(procs, name, app, env)
     server.log_path = LOGS / f"{name}.log"
@@ -209,7 +222,10 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             server = server_for(
                 procs, f"{backend}-r{run + 1}", ["app.asgi:create_app"], env(backend)
             )
-            record: dict[str, Any] = {"fingerprint": source_fingerprint()}
+            record: dict[str, Any] = {
+                "fingerprint": source_fingerprint(),
+                "other_benches": other_benches(),
+            }
             data["fingerprints"].append(record["fingerprint"])
             server.start()
             try:
@@ -224,6 +240,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 record["peak_rss"] = server.peak_rss()
             finally:
                 server.stop()
+            record["other_benches_after"] = other_benches()
             data["backends"][backend]["runs"].append(record)
 
     for backend in backends:  # the stock lost is exactly what was redeemed
@@ -322,8 +339,9 @@ def report(data: dict[str, Any]) -> str:
         "- Baselines in the same run: `recordEvent` on the same server and database (the "
         f"ingest path) and the Strawberry no-op server `bench/baseline_app.py`, both at {c} "
         "clients.",
-        "- Machine shared: two cores, shared with PostgreSQL, Redis and (possibly) other "
-        "engineers' test runs; treat single runs with care, the medians less so.",
+        "- Machine shared: two cores, shared with PostgreSQL, Redis and other engineers' "
+        "work. Each table counts the processes of other checkouts' benchmarks seen around "
+        "each run: where that is not 0 the run competed with them for the cores.",
         "",
     ]
     total_failures = 0
@@ -335,6 +353,12 @@ def report(data: dict[str, Any]) -> str:
         for label, measure, name, unit in METRICS:
             lines.append(row(label.format(c=c), values(runs, measure, name), unit))
         lines.append(row("server peak RSS (VmHWM), MiB", [r.get("peak_rss") for r in runs], "mib"))
+        busy = [max(r.get("other_benches", 0), r.get("other_benches_after", 0)) for r in runs]
+        lines.append(
+            "| processes of other benchmarks seen (before/after the run) | | | | "
+            + " | ".join(str(n) for n in busy)
+            + " |"
+        )
         failures = sum(r[k]["failures"] for r in runs for k in MEASURES)
         requests = sum(r[k]["requests"] for r in runs for k in MEASURES)
         total_failures += failures
