@@ -57,15 +57,25 @@ def _error(exc: DomainUserError, *prefix: str) -> RedemptionPayload:
 
 @strawberry.type
 class RewardQuery:
-    @strawberry.field(description="The shop: active rewards, featured first, then by cost.")
+    @strawberry.field(
+        description="The shop: active rewards, featured first, then by cost; pages of at "
+        "most 500 (first, offset)."
+    )
     async def rewards(
         self,
         info: Info,
         category: RewardCategory | None = None,
         featured_only: bool | None = False,
+        first: int = 500,
+        offset: int = 0,
     ) -> list[RewardItem]:
         who = viewer(info)
-        rows = await service.list_items(who.tenant, category, bool(featured_only))
+        try:
+            rows = await service.list_items(
+                who.tenant, category, bool(featured_only), first=first, offset=offset
+            )
+        except DomainUserError as exc:
+            raise ValueError(exc.message) from None
         return [RewardItem.from_model(r) for r in rows]
 
     @strawberry.field(description="Newest first; a player token sees only its own.")

@@ -169,14 +169,23 @@ def _check_codes(codes: Sequence[str]) -> list[str]:
 
 
 async def list_items(
-    tenant: Tenant, category: RewardCategory | None = None, featured_only: bool = False
+    tenant: Tenant,
+    category: RewardCategory | None = None,
+    featured_only: bool = False,
+    first: int = MAX_LIST,
+    offset: int = 0,
 ) -> list[RewardItem]:
+    """Featured first, then by cost; a page of at most 500."""
+    if not 0 <= first <= MAX_LIST or offset < 0:
+        raise UserError(
+            ErrorCode.INVALID, f"first is between 0 and {MAX_LIST}; offset is 0 or more", "first"
+        )
     query = RewardItem.filter(tenant_id=tenant.id, active=True)
     if category is not None:
         query = query.filter(category=category)
     if featured_only:
         query = query.filter(featured=True)
-    return await query.order_by("-featured", "points_cost", "id").limit(MAX_LIST)
+    return await query.order_by("-featured", "points_cost", "id").offset(offset).limit(first)
 
 
 async def items_by_ids(tenant_id: int, ids: Sequence[int]) -> dict[int, RewardItem]:

@@ -25,6 +25,7 @@ LIST = """query($player: ID, $status: RedemptionStatus) { redemptions(playerId: 
 ADJUST = """mutation($id: ID!, $amount: Float!) { adjustPoints(input: {playerId: $id, amount: $amount,
   reason: "funds"}) { errors { code } } }"""
 UPSERT = "mutation($id: ID!) { upsertPlayer(input: {id: $id}) { errors { code } } }"
+PAGE = "query($offset: Int!) { rewards(first: 1, offset: $offset) { name } }"
 ISSUE = """mutation($player: ID!, $reward: ID!) { issueReward(playerId: $player, rewardId: $reward,
   reason: "campaign: bonus data") { redemption { status pointsSpent code } errors { code } } }"""
 
@@ -64,6 +65,15 @@ async def test_create_list_redeem_and_the_approval_flow(client, admin):
     assert reward["details"] == {"where": "canteen"} and reward["codePrefix"] == "REWARD"
     shop = await gql(client, "{ rewards(featuredOnly: true) { id name } }", token=admin)
     assert shop.data["rewards"] == [{"id": reward["id"], "name": "Team lunch"}]
+    await create(client, admin, name="Sticker", category="PHYSICAL", pointsCost=1)
+    pages = [(await gql(client, PAGE, {"offset": n}, token=admin)).data for n in (0, 1, 2)]
+    assert pages == [
+        {"rewards": [{"name": "Team lunch"}]},  # featured first
+        {"rewards": [{"name": "Sticker"}]},
+        {"rewards": []},
+    ]
+    too_many = await gql(client, "{ rewards(first: 501) { id } }", token=admin, expect_errors=True)
+    assert "first is between 0 and 500" in too_many.errors[0]["message"]
     await funded(client, admin, "agent", 600)
 
     redeem = {"playerId": "agent", "rewardId": reward["id"], "idempotencyKey": "k1"}
