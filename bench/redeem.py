@@ -409,6 +409,21 @@ def report(data: dict[str, Any]) -> str:
             f"| {backend} | {ratio(hot, noop_med)} | {ratio(many, noop_med)} | "
             f"{ratio(hot, rec)} | {ratio(many, rec)} |"
         )
+    lines += ["", "Reading (computed from the medians above):", ""]
+    for backend, info in data["backends"].items():
+        runs = info["runs"]
+        hot, many = (med(values(runs, k, "events_per_s")) for k in ("hot", "many"))
+        cpu = med(values(runs, "hot", "server_cpu_util"))
+        if hot and many:
+            limit = (
+                "the server worker's CPU, not the hot item's row lock, limits throughput"
+                if hot >= 0.8 * many and (cpu or 0) >= 0.8
+                else "the hot item's row lock costs throughput"
+            )
+            lines.append(
+                f"- {backend}: hot item ÷ 1,000 items = {hot / many:.0%}, worker CPU "
+                f"{fmt(cpu, 'pct')} on the hot item: {limit}."
+            )
     if total_failures:
         lines += ["", f"**{total_failures} requests failed in this bench; see above.**"]
     lines += ["", "Raw data: `bench/out/redeem-latest.json` (git-ignored).", END]
@@ -440,6 +455,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client", choices=("raw", "h11", "httpx"), default="raw")
     p.add_argument("--request-timeout", type=float, default=30.0)
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the RESULTS.md section from bench/out/redeem-latest.json; measure nothing",
+    )
     args = p.parse_args(argv)
     if not (1 <= args.runs <= 20 and 0 < args.duration <= 300 and 0 <= args.warmup <= 60):
         p.error("need 1 <= runs <= 20, 0 < duration <= 300, 0 <= warmup <= 60")
@@ -483,6 +503,10 @@ def alone() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        write_results(report(json.loads((OUT / "redeem-latest.json").read_text())))
+        log(f"rewrote {RESULTS.relative_to(ROOT)} (redeem section) from the last raw data")
+        return 0
     harness.PINNING = choose_pinning()
     if harness.PINNING == "none":
         log("WARNING: fewer than 2 cores or no way to pin: server and client are not pinned")
