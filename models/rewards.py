@@ -42,7 +42,7 @@ class RewardItem(Model):
     stock = fields.IntField(null=True)
     featured = fields.BooleanField(default=False)
     requires_approval = fields.BooleanField(default=False)
-    # How many a player may hold at once (redemptions not rejected or cancelled).
+    # How many one player may redeem in all (rejected and cancelled ones do not count).
     per_player_limit = fields.IntField(null=True)
     available_from = fields.DatetimeField(null=True)
     available_until = fields.DatetimeField(null=True)

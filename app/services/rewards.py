@@ -479,8 +479,6 @@ async def issue_offer(
     if not 1 <= len(reason) <= 200:
         raise UserError(ErrorCode.INVALID, "give a reason of 1-200 characters", "reason")
     item = await require_item(tenant, reward_id)
-    if not item.active:
-        raise UserError(ErrorCode.NOT_FOUND, "this reward is no longer offered", "rewardId")
     player = await require_player(tenant, player_id)
     if key is not None:
         previous = await Redemption.get_or_none(tenant_id=tenant.id, idempotency_key=key)
@@ -511,6 +509,8 @@ async def issue_locked(
     wallet: Wallet | None = None,
 ) -> tuple[Redemption, Wallet]:
     """Inside the caller's transaction (item, then wallet, locked in that order)."""
+    if not item.active:
+        raise UserError(ErrorCode.NOT_FOUND, "this reward is no longer offered", "rewardId")
     await _take_stock(conn, item, 1)
     if wallet is None:
         wallet = await locked_wallet(conn, tenant, player.id)

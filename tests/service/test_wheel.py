@@ -145,6 +145,11 @@ async def test_a_reward_prize_is_issued_as_a_fulfilled_redemption_of_cost_zero(r
     with pytest.raises(UserError) as gone:
         await wheel.spin(rt, casino, "dee")
     assert gone.value.code == "OUT_OF_STOCK"
+    await RewardItem.filter(id=mug.id).update(stock=5, active=False)
+    with pytest.raises(UserError) as withdrawn:
+        await wheel.spin(rt, casino, "dee")
+    assert withdrawn.value.code == "NOT_FOUND"
+    await RewardItem.filter(id=mug.id).update(stock=0)
     assert (await snapshot(), await Spin.all().count()) == before
 
 
