@@ -231,6 +231,21 @@ def leaderboard_snapshot(
             console.print(f"  {board_period} {board_key}")
 
 
+@cli.command()
+def expire(
+    tenant: Annotated[str | None, typer.Option(help="One tenant (default: all).")] = None,
+) -> None:
+    """Mark FULFILLED redemptions whose code has expired as EXPIRED; safe to run twice."""
+    from app.services.rewards import expire_codes
+    from app.services.tenants import get_tenant
+
+    async def work(settings: Settings) -> int:
+        return await expire_codes(await get_tenant(tenant) if tenant else None)
+
+    count = _run(work)
+    console.print(f"expired {count} redemption codes" + (f" of tenant {tenant}" if tenant else ""))
+
+
 @tenant_cli.command("create")
 def tenant_create(
     slug: str,

@@ -10,7 +10,8 @@ from strawberry.dataloader import DataLoader
 
 from app.services import ledger
 from app.services import players as player_service
-from models import Player, Team, Tenant, Wallet
+from app.services import rewards as reward_service
+from models import Player, Redemption, RewardItem, Team, Tenant, Wallet
 
 
 class Loaders:
@@ -42,6 +43,24 @@ class Loaders:
     @cached_property
     def stats(self) -> DataLoader[int, ledger.Stats]:
         return DataLoader(self._stats)
+
+    @cached_property
+    def reward(self) -> DataLoader[int, RewardItem | None]:
+        return DataLoader(self._rewards)
+
+    @cached_property
+    def redemption(self) -> DataLoader[int, Redemption | None]:
+        return DataLoader(self._redemptions)
+
+    async def _redemptions(self, ids: Sequence[int]) -> list[Redemption | None]:
+        assert self.tenant is not None
+        found = await reward_service.redemptions_by_ids(self.tenant.id, ids)
+        return [found.get(i) for i in ids]
+
+    async def _rewards(self, ids: Sequence[int]) -> list[RewardItem | None]:
+        assert self.tenant is not None
+        found = await reward_service.items_by_ids(self.tenant.id, ids)
+        return [found.get(i) for i in ids]
 
     async def _teams(self, ids: Sequence[int]) -> list[Team | None]:
         found = await player_service.teams_by_ids(ids)

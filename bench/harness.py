@@ -258,7 +258,7 @@ def loadgen(
     *,
     client: str | None = None,
     duration: float | None = None,
-    extra: list[str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     duration = duration or args.duration
     tag = f"{server.name}-{op}{concurrency}-{uuid.uuid4().hex[:10]}"
@@ -276,7 +276,7 @@ def loadgen(
         f"--players={args.players}",
         f"--tag={tag}",
         f"--timeout={args.request_timeout}",
-        *(extra or []),
+        *extra,
     ]
     cpu0, cores0, t0 = proc_cpu_seconds(server.pid), cores_busy(), time.monotonic()
     proc = procs.popen(

@@ -1,4 +1,5 @@
-"""Closed-loop HTTP load generator for the ingest benchmark (run by bench/ingest.py).
+"""Closed-loop HTTP load generator for the benchmarks (run by bench/ingest.py and
+bench/redeem.py).
 
 Each of N clients holds one keep-alive HTTP/1.1 connection and sends the next
 GraphQL request as soon as the previous answer arrives. Requests completed during
@@ -44,9 +45,14 @@ BOARD = (
     "first: 10, around: $around) { totalPlayers entries { rank points previousRank "
     "streakDays player { id } } me { rank points } } }"
 )
+REDEEM_REWARD = (
+    "mutation($input: RedeemRewardInput!) { redeemReward(input: $input) "
+    "{ redemption { id status code } wallet { balance } errors { code message } } }"
+)
 OPS = {
     # op: (query, payload field, events per request is the batch size?)
     "record": (RECORD_EVENT, "recordEvent", False),
+    "redeem": (REDEEM_REWARD, "redeemReward", False),
     "records": (RECORD_EVENTS, "recordEvents", True),
     "noop": (NOOP, "noop", False),
     "board": (BOARD, "leaderboard", False),  # a read: `--period`, around lb-p<n < players>
@@ -98,6 +104,34 @@ class EventFactory:
             "metadata": {"cell": f"c{self.seq % 97}"},
             "idempotencyKey": f"{self.prefix}{self.seq}",
         }
+
+
+class RedeemFactory:
+    """redeemReward inputs: a random player and reward (of `rewards`), a unique key each."""
+
+    def __init__(self, players: int, rewards: list[int], tag: str, worker: int) -> None:
+        self.players, self.rewards = players, rewards
+        self.prefix = f"{tag}-w{worker}-"
+        self.seq = 0
+        self.rng = random.Random(f"{tag}-{worker}")
+
+    def event(self) -> dict[str, Any]:
+        self.seq += 1
+        return {
+            "playerId": f"bench-p{self.rng.randrange(self.players)}",
+            "rewardId": str(self.rng.choice(self.rewards)),
+            "quantity": 1,
+            "idempotencyKey": f"{self.prefix}{self.seq}",
+        }
+
+
+def parse_ids(text: str) -> list[int]:
+    """`3`, `1,5,9` or a range `2-1001`."""
+    ids: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        ids.extend(range(int(first), int(last or first) + 1))
+    return ids
 
 
 # ---------------------------------------------------------------- HTTP clients
@@ -269,7 +303,11 @@ async def worker(
 ) -> None:
     query, payload_field, batched = OPS[args.op]
     size = args.batch_size if batched else 1
-    factory = EventFactory(args.players, args.tag, n)
+    factory: EventFactory | RedeemFactory = (
+        RedeemFactory(args.players, parse_ids(args.rewards), args.tag, n)
+        if args.op == "redeem"
+        else EventFactory(args.players, args.tag, n)
+    )
     headers = {"Content-Type": "application/json"}
     if args.key:
         headers["Authorization"] = f"Bearer {args.key}"
@@ -403,6 +441,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--players", type=int, default=2000)
+    p.add_argument("--rewards", default="", help="reward ids for --op redeem: 1,5 or 2-1001")
     p.add_argument("--tag", default="lg", help="makes idempotency keys unique per run")
     p.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     p.add_argument("--max-requests", type=int, default=10_000_000)
@@ -413,6 +452,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not (1 <= args.concurrency <= 1000 and args.duration > 0 and args.batch_size >= 1):
         p.error("need 1 <= concurrency <= 1000, duration > 0, batch size >= 1")
+    if args.op == "redeem" and not parse_ids(args.rewards):
+        p.error("--op redeem needs --rewards")
     return args
 
 

@@ -3,6 +3,17 @@
 from models.leaderboards import BoardSnapshot, Period, PeriodScore
 from models.ledger import DataSource, Event, PlayerDay, PointTransaction, TransactionKind, Wallet
 from models.players import Player, PlayerKind, Team
+from models.rewards import (
+    PrizeKind,
+    Redemption,
+    RedemptionStatus,
+    RewardCategory,
+    RewardCode,
+    RewardItem,
+    Spin,
+    Wheel,
+    WheelDay,
+)
 from models.tenants import ApiKey, Role, Tenant
 
 __all__ = [
@@ -16,9 +27,18 @@ __all__ = [
     "PlayerDay",
     "PlayerKind",
     "PointTransaction",
+    "PrizeKind",
+    "Redemption",
+    "RedemptionStatus",
+    "RewardCategory",
+    "RewardCode",
+    "RewardItem",
     "Role",
+    "Spin",
     "Team",
     "Tenant",
     "TransactionKind",
     "Wallet",
+    "Wheel",
+    "WheelDay",
 ]

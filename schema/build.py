@@ -25,9 +25,16 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     from resolvers.leaderboards import LeaderboardQuery, LeaderboardSubscription
     from resolvers.ledger import LedgerMutation, LedgerQuery
     from resolvers.players import PlayerMutation, PlayerQuery, PlayerSubscription
+    from resolvers.rewards import RewardMutation, RewardQuery
+    from resolvers.wheel import WheelMutation, WheelQuery
 
-    query = merge_types("Query", (PlayerQuery, LedgerQuery, LeaderboardQuery))
-    mutation = merge_types("Mutation", (EventMutation, LedgerMutation, PlayerMutation))
+    query = merge_types(
+        "Query", (PlayerQuery, LedgerQuery, LeaderboardQuery, RewardQuery, WheelQuery)
+    )
+    mutation = merge_types(
+        "Mutation",
+        (EventMutation, LedgerMutation, PlayerMutation, RewardMutation, WheelMutation),
+    )
     subscription = merge_types(
         "Subscription", (EventSubscription, LeaderboardSubscription, PlayerSubscription)
     )
