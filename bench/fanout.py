@@ -72,6 +72,7 @@ from harness import (
     prepare,
     proc_cpu_seconds,
     redis_cleanup,
+    signals_as_interrupt,
     source_fingerprint,
     versions,
 )
@@ -699,21 +700,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("need 1 <= runs <= 20, 0 < rate <= 1000, 0 < duration <= 600")
     args.command_line = shlex.join(["python", "bench/fanout.py", *(argv or sys.argv[1:])])
     return args
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    import signal
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager

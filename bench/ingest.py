@@ -29,7 +29,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import sys
 import time
 import uuid
@@ -66,6 +65,7 @@ from harness import (
     pg_recreate,
     prepare,
     redis_cleanup,
+    signals_as_interrupt,
     source_fingerprint,
     versions,
 )
@@ -250,21 +250,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("need 1 <= batch-size <= 10000 and 1 <= players <= 1000000")
     args.command_line = shlex.join(["python", "bench/ingest.py", *(argv or sys.argv[1:])])
     return args
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM, and SIGINT even when the parent ignored it, raise KeyboardInterrupt."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager

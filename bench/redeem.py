@@ -37,7 +37,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -64,6 +63,7 @@ from harness import (
     graphql_calls,
     log,
     machine,
+    signals_as_interrupt,
     source_fingerprint,
     versions,
 )
@@ -470,19 +470,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_size = 1  # read by harness.loadgen
     args.command_line = shlex.join(["python", "bench/redeem.py", *(argv or sys.argv[1:])])
     return args
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
