@@ -34,7 +34,8 @@ class PeriodScore(Model):
     class Meta:
         table = "period_score"
         unique_together = (("tenant", "period", "period_key", "player"),)
-        indexes = (("tenant_id", "period", "period_key", "points", "reached_at"),)
+        # The rank index, in board order (points DESC, reached_at, player_id), is made by
+        # migration 0009 in SQL: the model's index options cannot say DESC.
 
 
 class BoardSnapshot(Model):

@@ -140,12 +140,30 @@ class _Where:
         return f"${len(self.values) + offset + 1}"
 
 
-def _where(tenant: Tenant, period: Period, key: str, scope: Scope, public: bool = True) -> _Where:
+def _where(
+    tenant: Tenant,
+    period: Period,
+    key: str,
+    scope: Scope,
+    public: bool = True,
+    *,
+    join: bool = False,
+) -> _Where:
+    """The board's rows. The whole tenant's public board leaves hidden players out with
+    an anti-join on the (few) hidden ones, so that counts and pages run on the rank
+    index alone; scopes, own rows and `join` read the player row."""
     postgres = Tortoise.get_connection("default").capabilities.dialect == "postgres"
     values: list[Any] = [tenant.id, period.value, key]
     conditions = ["s.tenant_id = $1", "s.period = $2", "s.period_key = $3"]
+    join = join or scope != Scope()
+    if public and not join:
+        values.append(True)
+        conditions.append(
+            "s.player_id NOT IN (SELECT h.id FROM player h WHERE h.tenant_id = $1 "
+            f"AND h.hidden_from_boards = ${len(values)})"
+        )
     for column, value in (
-        ("p.hidden_from_boards", False if public else None),
+        ("p.hidden_from_boards", False if public and join else None),
         ("p.team_id", scope.team_id),
         ("p.segment", scope.segment),
         ("p.kind", scope.kind.value if scope.kind else None),
@@ -153,9 +171,8 @@ def _where(tenant: Tenant, period: Period, key: str, scope: Scope, public: bool 
         if value is not None:
             values.append(value)
             conditions.append(f"{column} = ${len(values)}")
-    sql = "FROM period_score s JOIN player p ON p.id = s.player_id WHERE " + " AND ".join(
-        conditions
-    )
+    source = "period_score s JOIN player p ON p.id = s.player_id" if join else "period_score s"
+    sql = f"FROM {source} WHERE " + " AND ".join(conditions)
     return _Where(sql, values, "s.points" if postgres else "CAST(s.points AS REAL)")
 
 
@@ -165,13 +182,15 @@ def _order(where: _Where) -> str:
 
 
 async def _rank_of(where: _Where, points: Any, reached_at: Any, player_pk: int) -> int:
-    """1 + the rows ahead of these values on the board `where` selects."""
+    """1 + the rows ahead of these values on the board `where` selects: more points, or
+    as many reached earlier (then a lower id). Two counts, each one range of the rank
+    index."""
     a, b, c = where.mark(), where.mark(1), where.mark(2)
     value = where.points.replace("s.points", a)
     conn, text = _sql(
-        f"SELECT COUNT(*) AS n {where.sql} AND ({where.points} > {value} OR "
-        f"({where.points} = {value} AND (s.reached_at < {b} OR "
-        f"(s.reached_at = {b} AND s.player_id < {c}))))"
+        f"SELECT (SELECT COUNT(*) {where.sql} AND {where.points} > {value}) + "
+        f"(SELECT COUNT(*) {where.sql} AND {where.points} = {value} AND "
+        f"(s.reached_at, s.player_id) < ({b}, {c})) AS n"
     )
     rows = await conn.execute_query_dict(text, [*where.values, points, reached_at, player_pk])
     return int(rows[0]["n"]) + 1
@@ -297,7 +316,7 @@ async def snapshot_closed(tenant: Tenant, now: datetime | None = None) -> list[t
 
 
 async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> bool:
-    where = _where(tenant, period, key, Scope())  # $1 tenant, $2 period, $3 key, $4 public
+    where = _where(tenant, period, key, Scope(), join=True)  # $1-$3 the board, $4 public
     hidden = where.mark()  # $5
     value = where.points.replace("s.points", "period_score.points")
     _, count = _sql(f"SELECT COUNT(*) AS n {where.sql}")
@@ -403,7 +422,7 @@ async def _sql_ranking(
     me = None
     if around is not None:
         # The player's own row, found even when hidden: players always see their rank.
-        own = _where(tenant, period, key, scope, public=False)
+        own = _where(tenant, period, key, scope, public=False, join=True)
         conn, text = _sql(
             f"SELECT s.player_id, s.points, s.reached_at {own.sql} AND p.external_id = {own.mark()}"
         )
