@@ -18,4 +18,9 @@ class Migration(migrations.Migration):
             '(tenant_id, period, period_key, points DESC, reached_at, player_id)',
             reverse_sql='DROP INDEX idx_period_score_rank',
         ),
+        # Public boards leave out the few hidden players: find them without a scan.
+        ops.RunSQL(
+            'CREATE INDEX idx_player_hidden ON player (tenant_id, id) WHERE hidden_from_boards',
+            reverse_sql='DROP INDEX idx_player_hidden',
+        ),
     ]
