@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import os
 import re
 import resource
 import select
@@ -55,6 +54,7 @@ from harness import (
     CLIENT_CORE,
     MIB,
     OUT,
+    RESULTS,
     ROOT,
     SERVER_CORE,
     SOURCE_DIRS,
@@ -64,17 +64,18 @@ from harness import (
     backend_env,
     base_env,
     busy_share,
-    choose_pinning,
     cores_busy,
     git_state,
     log,
     machine,
+    pin_to_client_core,
     prepare,
     proc_cpu_seconds,
     redis_cleanup,
     signals_as_interrupt,
     source_fingerprint,
     versions,
+    write_section,
 )
 from loadgen import RawClient
 
@@ -83,7 +84,6 @@ harness.PG_DB = "questline_fanout"
 harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
 harness.REDIS_PREFIX = "qlfanout"
 
-RESULTS = BENCH / "RESULTS.md"
 START, END = "<!-- fanout:start -->", "<!-- fanout:end -->"
 LOCK_DIR = Path("/tmp/qlbench")
 LOGS = OUT / "fanout-logs"
@@ -657,16 +657,6 @@ def verdict(value: float | None, limit: float) -> str:
     return "**met**" if value <= limit else "**NOT met**"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -718,11 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     args.nofile = raise_nofile(max(args.subscribers) + 1024)
     if args.nofile["soft"] < max(args.subscribers) + 100:
         log(f"WARNING: open-file limit {args.nofile} is below the subscriber count")
-    harness.PINNING = choose_pinning()
-    if harness.PINNING == "none":
-        log("WARNING: fewer than 2 cores or no way to pin: server and clients are not pinned")
-    elif hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {CLIENT_CORE})  # this process sends the events
+    pin_to_client_core()  # this process sends the events
     OUT.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     t0 = time.monotonic()
@@ -747,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(data)
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(section, START, END)
         log(f"wrote {RESULTS.relative_to(ROOT)} (fan-out section)")
     lost = sum(
         m["failed"] + m["closed"] + m["missing_steady"] + m["missing_burst"]

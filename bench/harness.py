@@ -53,6 +53,32 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+RESULTS = BENCH / "RESULTS.md"
+
+
+def write_section(section: str, start: str, end: str) -> None:
+    """Replaces one bench's section of RESULTS.md (between its markers), or appends it."""
+    section = section if section.endswith("\n") else section + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+def pin_to_client_core() -> None:
+    """Chooses how children are pinned (harness.PINNING) and moves this process, which
+    drives the load, to the client core."""
+    global PINNING
+    PINNING = choose_pinning()
+    if PINNING == "none":
+        log("WARNING: fewer than 2 cores or no way to pin: server and client are not pinned")
+    elif hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {CLIENT_CORE})
+
+
 # ---------------------------------------------------------------- processes
 
 

@@ -44,9 +44,9 @@ import harness
 from ceilings import db_ceiling
 from harness import (
     BENCH,
-    CLIENT_CORE,
     MIB,
     OUT,
+    RESULTS,
     ROOT,
     SQLITE_DIR,
     BenchBlocked,
@@ -55,7 +55,6 @@ from harness import (
     SetupError,
     backend_env,
     base_env,
-    choose_pinning,
     git_state,
     gql,
     graphql_calls,
@@ -63,14 +62,16 @@ from harness import (
     log,
     machine,
     pg_recreate,
+    pin_to_client_core,
     prepare,
     redis_cleanup,
     signals_as_interrupt,
     source_fingerprint,
     versions,
+    write_section,
 )
 from loadgen import RECORD_EVENT, RECORD_EVENTS, SchemaMissing, check
-from report import RESULTS, failures_of, report, write_results
+from report import END, START, failures_of, report
 
 UPSERT_PLAYER = (
     "mutation($input: PlayerInput!) { upsertPlayer(input: $input) "
@@ -274,11 +275,7 @@ def single_instance() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    harness.PINNING = choose_pinning()  # read by harness.pinned()
-    if harness.PINNING == "none":
-        log("WARNING: fewer than 2 cores or no way to pin: server and client are not pinned")
-    elif hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {CLIENT_CORE})  # this process runs the ceilings: the client core
+    pin_to_client_core()  # this process drives the load (and the ceilings)
     OUT.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     t0 = time.monotonic()
@@ -308,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(data)
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(section, START, END)
         log(f"wrote {RESULTS.relative_to(ROOT)} (ingest section); took {data['elapsed_s']:.0f}s")
     if len(set(data["fingerprints"])) > 1:
         log("WARNING: the server's source changed during the bench; the runs are not comparable")

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import random
-import re
 import shlex
 import statistics
 import sys
@@ -44,22 +43,24 @@ from harness import (
     MIB,
     OUT,
     REDIS_URL,
+    RESULTS,
     ROOT,
     Processes,
     Server,
     SetupError,
     backend_env,
     base_env,
-    choose_pinning,
     git_state,
     loadgen,
     log,
     machine,
+    pin_to_client_core,
     prepare,
     redis_cleanup,
     run_cli,
     signals_as_interrupt,
     versions,
+    write_section,
 )
 
 # Its own database and Redis prefix: the other benches may run on this machine too.
@@ -67,7 +68,6 @@ harness.PG_DB = "questline_lbbench"
 harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
 harness.REDIS_PREFIX = "qlbench-lb"
 
-RESULTS = BENCH / "RESULTS.md"
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 TENANT = "lb"
 READ_TARGET_P99_MS = 10.0
@@ -456,16 +456,6 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Questline leaderboard benchmark.")
     p.add_argument("--runs", type=int, default=3)
@@ -491,7 +481,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    harness.PINNING = choose_pinning()
+    pin_to_client_core()
     OUT.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     t0 = time.monotonic()
@@ -511,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(data)
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(section, START, END)
         log(f"wrote {RESULTS.relative_to(ROOT)} (leaderboard section)")
     return 0
 

@@ -33,8 +33,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import os
-import re
 import shlex
 import shutil
 import sys
@@ -50,6 +48,7 @@ from harness import (
     BENCH,
     CLIENT_CORE,
     OUT,
+    RESULTS,
     ROOT,
     SERVER_CORE,
     SQLITE_DIR,
@@ -57,15 +56,16 @@ from harness import (
     Processes,
     Server,
     SetupError,
-    choose_pinning,
     git_state,
     gql,
     graphql_calls,
     log,
     machine,
+    pin_to_client_core,
     signals_as_interrupt,
     source_fingerprint,
     versions,
+    write_section,
 )
 from loadgen import SchemaMissing, check
 from report import fmt, med, row, table_head
@@ -77,7 +77,6 @@ harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
 harness.SQLITE_FILE = SQLITE_DIR / "redeem.sqlite3"
 harness.REDIS_PREFIX = "qlbench-redeem"
 
-RESULTS = BENCH / "RESULTS.md"
 START, END = "<!-- redeem:start -->", "<!-- redeem:end -->"
 LOGS = OUT / "redeem-logs"
 HOT_STOCK = 10_000_000
@@ -430,16 +429,6 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -491,14 +480,10 @@ def alone() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        write_results(report(json.loads((OUT / "redeem-latest.json").read_text())))
+        write_section(report(json.loads((OUT / "redeem-latest.json").read_text())), START, END)
         log(f"rewrote {RESULTS.relative_to(ROOT)} (redeem section) from the last raw data")
         return 0
-    harness.PINNING = choose_pinning()
-    if harness.PINNING == "none":
-        log("WARNING: fewer than 2 cores or no way to pin: server and client are not pinned")
-    elif hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {CLIENT_CORE})
+    pin_to_client_core()  # this process drives the load (and the ceilings)
     OUT.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     t0 = time.monotonic()
@@ -527,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(data)
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(section, START, END)
         log(f"wrote {RESULTS.relative_to(ROOT)} (redeem section); took {data['elapsed_s']:.0f}s")
     runs = [r for info in data["backends"].values() for r in info["runs"]]
     failed = sum(r[k]["failures"] for r in runs for k in MEASURES)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 from typing import Any
 
-from harness import BENCH, CLIENT_CORE, MIB, REDIS_PREFIX, SERVER_CORE, SOURCE_DIRS
+from harness import CLIENT_CORE, MIB, REDIS_PREFIX, SERVER_CORE, SOURCE_DIRS
 
-RESULTS = BENCH / "RESULTS.md"
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 
 TARGETS = {
@@ -300,13 +298,3 @@ def report(data: dict[str, Any]) -> str:
         lines += ["", f"**{total_failures} requests failed in this bench; see above.**"]
     lines += ["", "Raw data: `bench/out/ingest-latest.json` (git-ignored).", END]
     return "\n".join(lines) + "\n"
-
-
-def write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)

@@ -113,20 +113,6 @@ async def resolve_scope(
     return Scope(team_pk, segment, kind)
 
 
-def _scoped(tenant: Tenant, period: Period, key: str, scope: Scope, public: bool = True):
-    """The board's rows; the public board leaves out players who hid themselves."""
-    query = PeriodScore.filter(tenant_id=tenant.id, period=period, period_key=key)
-    if public:
-        query = query.filter(player__hidden_from_boards=False)
-    if scope.team_id is not None:
-        query = query.filter(player__team_id=scope.team_id)
-    if scope.segment is not None:
-        query = query.filter(player__segment=scope.segment)
-    if scope.kind is not None:
-        query = query.filter(player__kind=scope.kind)
-    return query
-
-
 @dataclass(frozen=True, slots=True)
 class _Where:
     """A board's rows in plain SQL: `FROM period_score s JOIN player p … WHERE …` with
