@@ -1,15 +1,15 @@
-"""Demo data for a fresh install: tenant `default`, a few players and a week of their
-telco behaviour; safe to run twice."""
+"""Demo data for a fresh install: tenant `default`, a few players, a week of their
+telco behaviour and a small rewards shop; safe to run twice."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from app.runtime import Runtime
-from app.services import ingest, players
+from app.services import ingest, players, rewards
 from app.services.tenants import ensure_tenant
 from app.settings import Settings
-from models import PlayerKind
+from models import PlayerKind, RewardItem
 
 DEMO_PLAYERS = [
     ("alice", "Alice", "prepaid", "north", PlayerKind.CUSTOMER),
@@ -18,6 +18,13 @@ DEMO_PLAYERS = [
     ("dave", "Dave", "postpaid", "south", PlayerKind.CUSTOMER),
 ]
 ACTIVE_DAYS = {"alice": 7, "bob": 3, "carol": 5, "dave": 1}
+# The telco shop: campaign offers and partner rewards (name, category, cost, options).
+DEMO_REWARDS = [
+    ("1 GB bonus data", "OFFER", 50, {"featured": True, "expiry_days": 30}),
+    ("10% off the next bill", "DISCOUNT", 120, {"per_player_limit": 1}),
+    ("A month of music streaming", "DIGITAL", 200, {"stock": 100, "expiry_days": 90}),
+    ("Stadium tickets for two", "EXPERIENCE", 1000, {"stock": 5, "requires_approval": True}),
+]
 
 
 async def seed_demo(settings: Settings) -> list[str]:
@@ -33,6 +40,12 @@ async def seed_demo(settings: Settings) -> list[str]:
                 {"display_name": name, "segment": segment, "team_id": team, "kind": kind},
             )
         results = await ingest.record_events(rt, tenant, demo_events(datetime.now(UTC)))
+        have = set(await RewardItem.filter(tenant_id=tenant.id).values_list("name", flat=True))
+        for name, category, cost, options in DEMO_REWARDS:
+            if name not in have:
+                await rewards.create_item(
+                    tenant, name=name, category=category, points_cost=cost, **options
+                )
     finally:
         await rt.hub.disconnect()
     new = sum(1 for r in results if isinstance(r, ingest.Outcome) and not r.duplicate)
@@ -40,6 +53,7 @@ async def seed_demo(settings: Settings) -> list[str]:
     lines = [
         f"tenant {tenant.slug} ({tenant.preset}) with {len(DEMO_PLAYERS)} demo players",
         f"{new} demo events recorded ({len(results) - new - len(refused)} were there already)",
+        f"{len(DEMO_REWARDS)} demo rewards in the shop",
     ]
     if refused:
         lines.append(f"{len(refused)} demo events refused: {refused[0].message}")

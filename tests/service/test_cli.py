@@ -85,6 +85,9 @@ async def test_seed_is_idempotent_and_export_schema_writes_the_sdl(app, settings
         seeded = await questline(settings, "seed")
         assert seeded.returncode == 0, seeded.stderr
     assert await Tenant.filter(slug="default").count() == 1
+    from models import RewardItem
+
+    assert await RewardItem.filter(tenant__slug="default").count() == 4  # not 8
     out = tmp_path / "s.graphql"
     exported = await questline(settings, "export-schema", "--output", str(out))
     assert exported.returncode == 0
