@@ -16,7 +16,7 @@ from app.services.ledger import Stats, WalletView, encode_cursor
 from models import Event as EventModel
 from models import PointTransaction as TransactionModel
 from models import TransactionKind as DomainTransactionKind
-from schema.common import PageInfo, UserError
+from schema.common import PageInfo, UserError, flat_input
 
 if TYPE_CHECKING:
     from schema.players import Player
@@ -265,6 +265,7 @@ class EventOutcome:
         )
 
 
+@flat_input
 @strawberry.input
 class RecordEventInput:
     player_id: strawberry.ID

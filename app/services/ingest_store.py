@@ -94,14 +94,26 @@ class IngestStore:
         _, rows = await self.conn.execute_query(sql, list(values))
         return rows
 
+    def _in(self, column: str, values: Sequence[Any], start: int, pg_type: str) -> str:
+        """`column IN (the values)`: on PostgreSQL `= ANY` of one array parameter, so the
+        statement text (and asyncpg's prepared statement) is the same for any number of
+        values. With IN lists every batch size was a new statement to prepare, and the
+        coalesced single events come in every size."""
+        if self.postgres:
+            return f"{column} = ANY(${start}::{pg_type}[])"
+        return f"{column} IN ({self._marks(len(values), start)})"
+
+    def _list(self, values: Sequence[Any]) -> list[Any]:
+        """The parameters of one `_in`: a single array on PostgreSQL, spread on SQLite."""
+        return [list(values)] if self.postgres else list(values)
+
     async def players(self, tenant_id: int, external_ids: Sequence[str]) -> list[Any]:
         sql = (
             "SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards "
-            "FROM player "
-            f"WHERE tenant_id = {self._marks(1)} AND external_id IN "
-            f"({self._marks(len(external_ids), 2)})"
+            f"FROM player WHERE tenant_id = {self._marks(1)} AND "
+            f"{self._in('external_id', external_ids, 2, 'text')}"
         )
-        rows = await self._rows(sql, [tenant_id, *external_ids])
+        rows = await self._rows(sql, [tenant_id, *self._list(external_ids)])
         return [
             _PlayerRow(
                 r["id"],
@@ -129,18 +141,19 @@ class IngestStore:
     async def idempotency_hits(self, tenant_id: int, keys: Sequence[str]) -> list[str]:
         sql = (
             f"SELECT idempotency_key FROM event WHERE tenant_id = {self._marks(1)} "
-            f"AND idempotency_key IN ({self._marks(len(keys), 2)})"
+            f"AND {self._in('idempotency_key', keys, 2, 'text')}"
         )
-        return [r["idempotency_key"] for r in await self._rows(sql, [tenant_id, *keys])]
+        rows = await self._rows(sql, [tenant_id, *self._list(keys)])
+        return [r["idempotency_key"] for r in rows]
 
     async def wallets(self, player_ids: Sequence[int], lock: bool) -> dict[int, WalletRow]:
         sql = (
-            f"SELECT {', '.join(WALLET_COLUMNS)} FROM wallet WHERE player_id IN "
-            f"({self._marks(len(player_ids))}) ORDER BY player_id"
+            f"SELECT {', '.join(WALLET_COLUMNS)} FROM wallet WHERE "
+            f"{self._in('player_id', player_ids, 1, 'int')} ORDER BY player_id"
         )
         if lock and self.postgres:
             sql += " FOR UPDATE"
-        rows = await self._rows(sql, player_ids)
+        rows = await self._rows(sql, self._list(player_ids))
         return {
             r["player_id"]: WalletRow(
                 r["player_id"],
@@ -170,12 +183,13 @@ class IngestStore:
     async def days(
         self, player_ids: Sequence[int], days: Sequence[date]
     ) -> dict[tuple[int, date], DayRow]:
+        second = 2 if self.postgres else len(player_ids) + 1
         sql = (
-            f"SELECT player_id, day, events, earned FROM player_day WHERE player_id IN "
-            f"({self._marks(len(player_ids))}) AND day IN "
-            f"({self._marks(len(days), len(player_ids) + 1)})"
+            f"SELECT player_id, day, events, earned FROM player_day WHERE "
+            f"{self._in('player_id', player_ids, 1, 'int')} AND "
+            f"{self._in('day', days, second, 'date')}"
         )
-        rows = await self._rows(sql, [*player_ids, *days])
+        rows = await self._rows(sql, [*self._list(player_ids), *self._list(days)])
         out = {}
         for r in rows:
             row = DayRow(r["player_id"], _date(r["day"]), r["events"], _decimal(r["earned"]))
@@ -183,12 +197,13 @@ class IngestStore:
         return out
 
     async def active_days(self, player_ids: Sequence[int], since: date) -> dict[int, set[date]]:
+        second = 2 if self.postgres else len(player_ids) + 1
         sql = (
-            f"SELECT player_id, day FROM player_day WHERE player_id IN "
-            f"({self._marks(len(player_ids))}) AND day >= {self._marks(1, len(player_ids) + 1)}"
+            f"SELECT player_id, day FROM player_day WHERE "
+            f"{self._in('player_id', player_ids, 1, 'int')} AND day >= {self._marks(1, second)}"
         )
         out: dict[int, set[date]] = defaultdict(set)
-        for r in await self._rows(sql, [*player_ids, since]):
+        for r in await self._rows(sql, [*self._list(player_ids), since]):
             out[r["player_id"]].add(_date(r["day"]))
         return out
 
