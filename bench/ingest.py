@@ -62,6 +62,7 @@ from harness import (
     log,
     machine,
     pg_recreate,
+    pg_settle,
     pin_to_client_core,
     prepare,
     redis_cleanup,
@@ -195,6 +196,8 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 server = Server(
                     procs, f"{backend}-r{run + 1}", ["app.asgi:create_app"], backend_env(backend)
                 )
+                if backend == "postgres":
+                    record["settle"] = pg_settle()
                 record["fingerprint"] = source_fingerprint()
                 data["fingerprints"].append(record["fingerprint"])
                 server.start()

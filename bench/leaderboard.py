@@ -54,6 +54,7 @@ from harness import (
     loadgen,
     log,
     machine,
+    pg_settle,
     pin_to_client_core,
     prepare,
     redis_cleanup,
@@ -279,9 +280,12 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             log(f"run {run + 1}/{args.runs}: writes with and without boards")
             tenants = [("boards", boards_key), ("flat", flat_key)]
             for name, key in tenants if run % 2 == 0 else tenants[::-1]:  # alternate
+                # Each side starts from a vacuumed database (autovacuum is off here).
+                record[f"settle_{name}_50"] = pg_settle()
                 record[f"write_{name}_50"] = loadgen(
                     procs, args, server, key, "record", args.clients
                 )
+                record[f"settle_{name}_batch"] = pg_settle()
                 record[f"write_{name}_batch"] = loadgen(procs, args, server, key, "records", 4)
             stats = _readyz(server)
             record["boards_stats"] = stats.get("leaderboards")
@@ -424,6 +428,18 @@ def report(data: dict[str, Any]) -> str:
             f"| {label}, no leaderboards | "
             f"{_cells(runs, f'write_flat_{name}', 'events_per_s', '{:,.0f}')} |"
         )
+    settles = [r[k] for r in runs for k in sorted(r) if k.startswith("settle_")]
+    if settles:
+        lines += [
+            "",
+            f"Writes: tenant `default` (telco, four period boards) against tenant `flat` "
+            "(the same preset with `leaderboards: false`), on one server, in alternating "
+            f"order. PostgreSQL's autovacuum is {settles[0]['autovacuum']} on this machine, "
+            "so each write measurement starts after a `VACUUM ANALYZE` (median "
+            f"{statistics.median(s['vacuum_s'] for s in settles):.1f} s), as autovacuum "
+            "would between them: the period score rows are updated in place, and their dead "
+            "versions would otherwise pile up from one measurement to the next.",
+        ]
     lines += ["", "Against the targets:", ""]
     p99 = _med(runs, f"redis_ALL_TIME_{c}", "p99_ms")
     noop99 = _med(runs, f"noop{c}", "p99_ms")

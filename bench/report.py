@@ -124,6 +124,20 @@ def code_note(data: dict[str, Any]) -> str:
     )
 
 
+def settle_note(data: dict[str, Any]) -> list[str]:
+    runs = data["backends"].get("postgres", {}).get("runs", [])
+    settles = [r["settle"] for r in runs if r.get("settle")]
+    if not settles:
+        return []
+    took = ", ".join(f"{s['vacuum_s']:g}" for s in settles)
+    return [
+        f"- PostgreSQL's autovacuum is {settles[0]['autovacuum']} on this machine: before "
+        "each PostgreSQL run the bench runs `VACUUM ANALYZE` (as autovacuum would between "
+        f"them; took {took} s). Without it the planner keeps the statistics of the empty "
+        "database and the updated rows' dead versions pile up from run to run."
+    ]
+
+
 def report_header(data: dict[str, Any]) -> list[str]:
     args, m, v = data["args"], data["machine"], data["versions"]
     lines = [
@@ -151,6 +165,7 @@ def report_header(data: dict[str, Any]) -> list[str]:
         "in-process pub/sub. A fresh server per run; peak RSS is its VmHWM after the run. "
         "The runs share one database per backend, so each run starts with the events of the "
         "previous ones stored (first row of each table).",
+        *settle_note(data),
         f"- Load generator: `bench/loadgen.py --client {args['client']}`, closed loop, one "
         "keep-alive HTTP/1.1 connection per client. Every answer is parsed: an HTTP error, "
         "a top-level `errors` or a non-empty payload `errors` is a failure, counted and "
