@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
+from app import live
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "ready": ready,
             **checks,
             "subscriptions": rt.hub.total_subscribers(),
-            "realtime": rt.hub.stats(),
+            "realtime": {**rt.hub.stats(), **live.stats()},
         }
         if rt.boards is not None:
             body["leaderboards"] = dict(rt.boards.stats)

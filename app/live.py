@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
@@ -180,27 +180,39 @@ class WebSocketSink:
                 await self.writer
 
 
+def _direct(info: Any) -> tuple[_Current, WebSocket] | None:
+    """This operation's handler and socket when it runs over graphql-transport-ws."""
+    current = _OPERATION.get()
+    websocket = getattr(current.handler.websocket, "ws", None) if current else None
+    if current is None or not isinstance(websocket, WebSocket):
+        return None
+    return current, websocket
+
+
+def _group_key(name: Hashable, op: Operation[Any, Any]) -> Hashable:
+    return (
+        name,
+        op.query,
+        json.dumps(op.variables, sort_keys=True, default=str),
+        op.operation_name,
+    )
+
+
 async def live(
     info: Any, channel: str, build: Callable[[dict[str, Any]], Any]
 ) -> AsyncGenerator[Any, None]:
     """Every message of `channel`, as `build(message)` for this subscription's
     selection set. `build` must depend on the message only (check access first)."""
     hub = info.context.rt.hub
-    current = _OPERATION.get()
-    websocket = getattr(current.handler.websocket, "ws", None) if current else None
-    if current is None or not isinstance(websocket, WebSocket):
+    direct = _direct(info)
+    if direct is None:
         async with hub.subscribe(channel) as messages:
             async for message in messages:
                 yield build(message)
         return
-    op = current.operation
-    key = (
-        channel,
-        op.query,
-        json.dumps(op.variables, sort_keys=True, default=str),
-        op.operation_name,
-    )
-    sink = WebSocketSink(websocket, op.id)
+    current, websocket = direct
+    key = _group_key(channel, current.operation)
+    sink = WebSocketSink(websocket, current.operation.id)
     try:
         render = _renderer(current, info.context, build)
         async with hub.subscribe_direct(channel, key, render, sink):
@@ -209,3 +221,93 @@ async def live(
         await sink.close()
     return
     yield  # an async generator, like every subscription resolver
+
+
+# ------------------------------------------------------------------ shared feeds
+
+
+@dataclass(eq=False)
+class _Feed:
+    """One group's source, run once for every member; `last` greets newcomers."""
+
+    sinks: dict[WebSocketSink, None]
+    last: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+_FEEDS: dict[Hashable, _Feed] = {}
+_feed_renders = 0  # renderings by all feeds of this process
+
+
+def stats() -> dict[str, int]:
+    return {
+        "feeds": len(_FEEDS),
+        "feed_subscribers": sum(len(f.sinks) for f in _FEEDS.values()),
+        "feed_renders": _feed_renders,
+    }
+
+
+async def live_feed(
+    info: Any,
+    name: Hashable,
+    values: Callable[[], AsyncGenerator[Any, None]],
+    build: Callable[[Any], Any],
+) -> AsyncGenerator[Any, None]:
+    """Every value of `values()`, as `build(value)` for this subscription's selection
+    set. Over graphql-transport-ws, subscribers with the same `name`, document and
+    variables share one `values()` and one rendering (and encoding) per value; a
+    newcomer gets the latest value at once. `name` must cover everything `values` and
+    `build` depend on, the tenant included (check access first)."""
+    direct = _direct(info)
+    if direct is None:
+        async for value in values():
+            yield build(value)
+        return
+    current, websocket = direct
+    key = _group_key(name, current.operation)
+    sink = WebSocketSink(websocket, current.operation.id)
+    feed = _FEEDS.get(key)
+    if feed is None:
+        feed = _FEEDS[key] = _Feed({})
+        render = _renderer(current, info.context, build)
+        feed.task = asyncio.create_task(_pump(key, feed, values(), render))
+    feed.sinks[sink] = None
+    if feed.last is not None:
+        sink.offer(feed.last)
+    try:
+        await sink.done  # the source failing, or this socket too slow, ends it
+    finally:
+        feed.sinks.pop(sink, None)
+        if not feed.sinks and _FEEDS.get(key) is feed:
+            del _FEEDS[key]
+            assert feed.task is not None
+            feed.task.cancel()
+        await sink.close()
+    return
+    yield  # an async generator, like every subscription resolver
+
+
+async def _pump(
+    key: Hashable, feed: _Feed, values: AsyncGenerator[Any, None], render: Callable[[Any], Any]
+) -> None:
+    global _feed_renders
+    error: BaseException | None = None
+    try:
+        async with contextlib.aclosing(values):  # type: ignore[type-var]
+            async for value in values:
+                feed.last = await render(value)
+                _feed_renders += 1
+                for sink in list(feed.sinks):
+                    sink.offer(feed.last)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # every member's subscription ends with this error
+        error = exc
+    finally:
+        if _FEEDS.get(key) is feed:
+            del _FEEDS[key]
+    for sink in list(feed.sinks):
+        if error is None:
+            sink.end()
+        else:
+            sink.fail(error)

@@ -12,6 +12,9 @@ import strawberry
 from app.auth import Access
 from app.context import Info
 from app.errors import UserError as DomainUserError
+from app.live import live_feed
+from app.realtime import Hub
+from app.runtime import Runtime
 from app.services import leaderboards
 from app.services import players as player_service
 from app.services.players import boards_channel
@@ -63,11 +66,10 @@ class LeaderboardQuery:
 RECOMPUTE_EVERY = 0.25
 
 
-async def _looks(info: Info) -> AsyncGenerator[float, None]:
+async def _looks(hub: Hub, tenant_id: int) -> AsyncGenerator[float, None]:
     """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change:
     the time after which a look sees every change that woke it."""
-    who = info.context.viewer
-    async with info.context.rt.hub.subscribe(boards_channel(who.tenant.id), signal=True) as changes:
+    async with hub.subscribe(boards_channel(tenant_id), signal=True) as changes:
         yield time.monotonic()
         async for _ in changes:
             woken = time.monotonic()
@@ -80,7 +82,7 @@ _LOOKS: dict[tuple[int, str, int], tuple[float, asyncio.Task[leaderboards.Board]
 
 
 async def _shared_board(
-    info: Info, tenant: Any, period: LeaderboardPeriod, size: int, not_before: float
+    rt: Runtime, tenant: Any, period: LeaderboardPeriod, size: int, not_before: float
 ) -> leaderboards.Board:
     """The board from a query started at `not_before` or later, shared with every
     caller that can use it (a subscriber leaving does not cancel it for the others)."""
@@ -88,7 +90,7 @@ async def _shared_board(
     found = _LOOKS.get(key)
     if found is None or found[0] < not_before:
         task = asyncio.ensure_future(
-            leaderboards.board(tenant, period, first=size, cache=info.context.rt.boards)
+            leaderboards.board(tenant, period, first=size, cache=rt.boards)
         )
         found = _LOOKS[key] = (time.monotonic(), task)
         task.add_done_callback(lambda done: _forget_failed(key, done))
@@ -116,16 +118,24 @@ class LeaderboardSubscription:
     ) -> AsyncGenerator[Leaderboard, None]:
         who = viewer(info, Access.VIEWER)  # whole boards: not for a one-player token
         size = 10 if first is None else first
-        last = None
-        async for not_before in _looks(info):
-            try:
-                board = await _shared_board(info, who.tenant, period, size, not_before)
-            except DomainUserError as exc:
-                raise ValueError(exc.message) from None
-            shown = (board.period_key, [(e.player.id, e.points) for e in board.entries])
-            if shown != last:
-                last = shown
-                yield Leaderboard.from_board(board)
+        rt, tenant = info.context.rt, who.tenant
+
+        async def changes() -> AsyncGenerator[leaderboards.Board, None]:
+            last = None
+            async for not_before in _looks(rt.hub, tenant.id):
+                try:
+                    board = await _shared_board(rt, tenant, period, size, not_before)
+                except DomainUserError as exc:
+                    raise ValueError(exc.message) from None
+                shown = (board.period_key, [(e.player.id, e.points) for e in board.entries])
+                if shown != last:
+                    last = shown
+                    yield board
+
+        # Subscribers of one board over WebSockets share one loop and one rendering.
+        name = ("leaderboardChanged", tenant.id, str(period), size)
+        async for value in live_feed(info, name, changes, Leaderboard.from_board):
+            yield value
 
     @strawberry.subscription(
         description="The player's rank now, then each time it changes (others passing "
@@ -140,7 +150,7 @@ class LeaderboardSubscription:
         who = viewer(info)
         who.require_player(player_id)
         last: int | None = None
-        async for _ in _looks(info):
+        async for _ in _looks(info.context.rt.hub, who.tenant.id):
             player = await player_service.get_player(who.tenant, player_id)
             entry = (
                 await leaderboards.rank_of_player(

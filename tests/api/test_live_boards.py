@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 
 from app.services import access
@@ -82,4 +85,55 @@ async def test_a_player_token_cannot_follow_whole_boards(live_server_factory, ke
     await ws.subscribe(BOARD)
     refused = await ws.receive()
     assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    await ws.close()
+
+
+async def _realtime(server) -> dict:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{server.url}/readyz")).json()["realtime"]
+
+
+async def test_viewers_of_one_board_share_one_feed_and_one_rendering(live_server_factory, key):
+    server = live_server_factory()
+    await post(server, key, RECORD, {"input": {"playerId": "a", "eventType": "x", "value": 5}})
+    auth = {"Authorization": f"Bearer {key}"}
+    viewers = [await GraphQLWebSocket.connect(server.ws_url, auth) for _ in range(8)]
+    ops = [await ws.subscribe(BOARD) for ws in viewers]
+    top5 = await GraphQLWebSocket.connect(server.ws_url, auth)
+    top5_op = await top5.subscribe(BOARD.replace("first: 3", "first: 5"))
+    for ws in [*viewers, top5]:  # each gets the board now, the latecomers included
+        assert entries(await ws.receive()) == [("a", 5.0)]
+    stats = await _realtime(server)
+    assert (stats["feeds"], stats["feed_subscribers"]) == (2, 9)
+
+    await post(server, key, RECORD, {"input": {"playerId": "b", "eventType": "x", "value": 9}})
+    for ws, op in zip(viewers, ops, strict=True):
+        message = await ws.receive()
+        assert message["id"] == op and entries(message) == [("b", 9.0), ("a", 5.0)]
+    message = await top5.receive()
+    assert message["id"] == top5_op and entries(message) == [("b", 9.0), ("a", 5.0)]
+    after = await _realtime(server)
+    assert after["feed_renders"] - stats["feed_renders"] == 2  # one per board and document
+
+    await viewers[0].close()  # one leaving does not stop the others
+    await post(server, key, RECORD, {"input": {"playerId": "c", "eventType": "x", "value": 7}})
+    for ws in viewers[1:]:
+        assert entries(await ws.receive()) == [("b", 9.0), ("c", 7.0), ("a", 5.0)]
+    for ws in [*viewers[1:], top5]:
+        await ws.close()
+    for _ in range(50):  # the last one leaving stops the feeds
+        if (await _realtime(server))["feeds"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (await _realtime(server))["feeds"] == 0
+
+
+async def test_a_bad_board_subscription_gets_an_error(live_server_factory, key):
+    server = live_server_factory()
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+    await ws.subscribe(BOARD.replace("first: 3", "first: 101"))
+    message = await ws.receive()  # the source failed: an errors payload, no data
+    assert message["type"] == "next" and message["payload"]["data"] is None
+    assert message["payload"]["errors"][0]["message"] == "first must be between 0 and 100"
+    assert (await _realtime(server))["feeds"] == 0
     await ws.close()
