@@ -76,11 +76,13 @@ async def _players(
 async def _wallets(
     store: IngestStore, tenant: Tenant, player_ids: list[int], lock: bool, now: datetime
 ) -> dict[int, WalletRow]:
-    wallets = await store.wallets(player_ids, lock)
+    if lock and store.postgres:
+        return await store.lock_wallets(tenant.id, player_ids, now)
+    wallets = await store.wallets(player_ids)
     missing = [pid for pid in player_ids if pid not in wallets]
     if missing and lock:
         await store.create_wallets(tenant.id, missing, now)
-        wallets = await store.wallets(player_ids, lock)
+        wallets = await store.wallets(player_ids)
     for pid in missing:  # a preview of a player without a wallet yet
         wallets.setdefault(pid, WalletRow(pid, ZERO, ZERO, 1, 0, 0, None, None))
     return wallets

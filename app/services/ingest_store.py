@@ -146,27 +146,27 @@ class IngestStore:
         rows = await self._rows(sql, [tenant_id, *self._list(keys)])
         return [r["idempotency_key"] for r in rows]
 
-    async def wallets(self, player_ids: Sequence[int], lock: bool) -> dict[int, WalletRow]:
+    async def wallets(self, player_ids: Sequence[int]) -> dict[int, WalletRow]:
+        """The wallets as they stand, unlocked (SQLite writes one transaction at a time;
+        PostgreSQL batches lock theirs with `lock_wallets`)."""
         sql = (
             f"SELECT {', '.join(WALLET_COLUMNS)} FROM wallet WHERE "
-            f"{self._in('player_id', player_ids, 1, 'int')} ORDER BY player_id"
+            f"{self._in('player_id', player_ids, 1, 'int')}"
         )
-        if lock and self.postgres:
-            sql += " FOR UPDATE"
-        rows = await self._rows(sql, self._list(player_ids))
-        return {
-            r["player_id"]: WalletRow(
-                r["player_id"],
-                _decimal(r["balance"]),
-                _decimal(r["lifetime_earned"]),
-                r["level"],
-                r["streak_current"],
-                r["streak_best"],
-                _date(r["last_active_day"]),
-                _datetime(r["last_event_at"]),
-            )
-            for r in rows
-        }
+        return _wallet_rows(await self._rows(sql, self._list(player_ids)))
+
+    async def lock_wallets(
+        self, tenant_id: int, player_ids: Sequence[int], now: datetime
+    ) -> dict[int, WalletRow]:
+        """PostgreSQL: the players' wallets, created where missing and locked, in one
+        statement that takes them in player order. Locking the existing wallets first and
+        creating the missing ones after could deadlock: two batches would each hold a
+        wallet the other was about to create or lock (seen with four batches of 500)."""
+        # execute_query drops the rows of an INSERT; execute_query_dict keeps RETURNING's.
+        rows = await self.conn.execute_query_dict(
+            LOCK_WALLETS_POSTGRES, [sorted(player_ids), tenant_id, now]
+        )
+        return _wallet_rows(rows)
 
     async def create_wallets(
         self, tenant_id: int, player_ids: Iterable[int], now: datetime
@@ -358,6 +358,17 @@ SELECT NULL, player_id, period, period_key, points, reached_at FROM board_scores
 """
 
 
+# Missing wallets inserted, existing ones locked (a no-op update), in player order; the
+# rows as they stand either way.
+LOCK_WALLETS_POSTGRES = f"""
+INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, streak_current,
+                    streak_best, updated_at)
+SELECT p, $2, 0, 0, 1, 0, 0, $3 FROM unnest($1::int[]) AS p ORDER BY p
+ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at
+RETURNING {", ".join(WALLET_COLUMNS)}
+"""
+
+
 # Rows per period score upsert (six values each, within SQLite's variable limit).
 SCORE_CHUNK = 500
 
@@ -371,6 +382,22 @@ class ScoreTotal:
     period_key: str
     points: Decimal
     reached_at: datetime
+
+
+def _wallet_rows(rows: Iterable[Any]) -> dict[int, WalletRow]:
+    return {
+        r["player_id"]: WalletRow(
+            r["player_id"],
+            _decimal(r["balance"]),
+            _decimal(r["lifetime_earned"]),
+            r["level"],
+            r["streak_current"],
+            r["streak_best"],
+            _date(r["last_active_day"]),
+            _datetime(r["last_event_at"]),
+        )
+        for r in rows
+    }
 
 
 def _score_total(row: dict[str, Any]) -> ScoreTotal:

@@ -183,3 +183,29 @@ async def test_concurrent_batches_over_the_same_players_neither_deadlock_nor_dri
     assert all(isinstance(o, ingest.Outcome) for batch_results in results for o in batch_results)
     assert await PointTransaction.filter(tenant=tenant).count() == 360
     await assert_invariant()
+
+
+@pytest.mark.postgres
+async def test_concurrent_batches_creating_and_locking_wallets_do_not_deadlock(rt):
+    """Players without a wallet yet, and batches over them racing: each batch creates
+    some wallets while others lock theirs. Wallets are created and locked in one
+    statement, in player order, so no two batches wait on each other in a cycle."""
+    import random
+
+    from models import Player
+
+    tenant = await create_tenant("newcomers", preset="habits")
+    rng = random.Random(11)
+    for round_ in range(3):
+        names = [f"r{round_}-p{n}" for n in range(2000)]
+        await Player.bulk_create([Player(tenant=tenant, external_id=n) for n in names])
+
+        def batch(names=names):
+            return [ingest.EventInput(rng.choice(names), "x", value=1) for _ in range(500)]
+
+        results = await asyncio.gather(
+            *(ingest.record_events(rt, tenant, batch()) for _ in range(6))
+        )
+        assert all(isinstance(o, ingest.Outcome) for batch_ in results for o in batch_)
+    assert await PointTransaction.filter(tenant=tenant).count() == 3 * 6 * 500
+    await assert_invariant()
