@@ -158,7 +158,8 @@ def report_header(data: dict[str, Any]) -> list[str]:
         f"{args['players']:,} players (`bench-p{{n}}`, upserted before the runs) with the "
         "telco types APP_LOGIN (1), DATA_USAGE (250.0) and RECHARGE (10.0), a small "
         "`metadata` and a unique `idempotencyKey` each. Latency is per HTTP request, as the "
-        "client sees it.",
+        f"client sees it. Before the first run, {args.get('history', 0):,} such events are "
+        "recorded as a history (batches of 500 through the API).",
         "- Server: one uvicorn worker (`--workers 1`, uvloop + httptools), "
         "`QUESTLINE_ENV=dev`, an admin API key; PostgreSQL runs with "
         f"`REDIS_URL=redis://127.0.0.1:6379/0` (`REDIS_PREFIX={REDIS_PREFIX}`), SQLite with "
