@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import re
 import resource
@@ -42,7 +41,6 @@ import sys
 import time
 import uuid
 from array import array
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +52,6 @@ from harness import (
     CLIENT_CORE,
     MIB,
     OUT,
-    RESULTS,
     ROOT,
     SERVER_CORE,
     SOURCE_DIRS,
@@ -68,14 +65,11 @@ from harness import (
     git_state,
     log,
     machine,
-    pin_to_client_core,
     prepare,
     proc_cpu_seconds,
-    redis_cleanup,
-    signals_as_interrupt,
+    run_bench,
     source_fingerprint,
     versions,
-    write_section,
 )
 from loadgen import RawClient
 
@@ -85,7 +79,6 @@ harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
 harness.REDIS_PREFIX = "qlfanout"
 
 START, END = "<!-- fanout:start -->", "<!-- fanout:end -->"
-LOCK_DIR = Path("/tmp/qlbench")
 LOGS = OUT / "fanout-logs"
 TARGETS_P99 = {2000: 100.0, 10000: 250.0}  # ms, issue 4
 TARGET_IDLE_KB = 50.0
@@ -692,49 +685,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def single_instance() -> Iterator[None]:
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    with (LOCK_DIR / "fanout.lock").open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SetupError("another fan-out bench is running; wait for it to finish") from None
-        yield
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.nofile = raise_nofile(max(args.subscribers) + 1024)
     if args.nofile["soft"] < max(args.subscribers) + 100:
         log(f"WARNING: open-file limit {args.nofile} is below the subscriber count")
-    pin_to_client_core()  # this process sends the events
-    OUT.mkdir(parents=True, exist_ok=True)
-    procs = Processes()
-    t0 = time.monotonic()
-    try:
-        with single_instance(), signals_as_interrupt():
-            try:
-                data = bench(args, procs)
-            finally:
-                procs.stop_all()
-                with contextlib.suppress(Exception):
-                    redis_cleanup()
-    except SetupError as exc:
-        log(f"SETUP ERROR: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        log("interrupted; stopping servers")
-        return 130
-    finally:
-        procs.stop_all()
-    data["elapsed_s"] = round(time.monotonic() - t0, 1)
-    (OUT / "fanout-latest.json").write_text(json.dumps(data, indent=2, default=str))
-    section = report(data)
-    print(section)
-    if not args.no_write:
-        write_section(section, START, END)
-        log(f"wrote {RESULTS.relative_to(ROOT)} (fan-out section)")
+    status, data = run_bench("fanout", args, bench, report, (START, END))
+    if data is None:
+        return status
     lost = sum(
         m["failed"] + m["closed"] + m["missing_steady"] + m["missing_burst"]
         for m in data["measurements"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -54,6 +55,72 @@ def log(message: str) -> None:
 
 
 RESULTS = BENCH / "RESULTS.md"
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One bench at a time on this machine: two would share the cores (and some the
+    database and the Redis prefix)."""
+    SQLITE_DIR.mkdir(parents=True, exist_ok=True)
+    with (SQLITE_DIR / "bench.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise SetupError(
+                f"another bench is running (pid {lock.read().strip() or '?'}); "
+                "wait for it to finish"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def run_bench(
+    name: str,
+    args: argparse.Namespace,
+    bench: Callable[[argparse.Namespace, Processes], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+    markers: tuple[str, str],
+) -> tuple[int, dict[str, Any] | None]:
+    """What every bench's main does: pins this process to the client core, runs
+    `bench` alone on the machine, stops its servers and Redis keys whatever happens,
+    keeps the raw data in bench/out/<name>-latest.json and writes the report between
+    `markers` in RESULTS.md (unless --no-write). Returns an exit status and the data
+    (None when it stopped early: 2 setup error, 3 blocked, 130 interrupted)."""
+    pin_to_client_core()
+    OUT.mkdir(parents=True, exist_ok=True)
+    procs = Processes()
+    t0 = time.monotonic()
+    try:
+        with exclusive(), signals_as_interrupt():
+            try:
+                data = bench(args, procs)
+            finally:
+                procs.stop_all()
+                with contextlib.suppress(Exception):
+                    redis_cleanup()
+    except BenchBlocked as exc:
+        log(f"BLOCKED: {exc}; nothing was written to RESULTS.md")
+        return 3, None
+    except SetupError as exc:
+        log(f"SETUP ERROR: {exc}")
+        return 2, None
+    except KeyboardInterrupt:
+        log("interrupted; stopping servers")
+        return 130, None
+    finally:
+        procs.stop_all()
+    data["elapsed_s"] = round(time.monotonic() - t0, 1)
+    (OUT / f"{name}-latest.json").write_text(json.dumps(data, indent=2, default=str))
+    section = report(data)
+    print(section)
+    if not args.no_write:
+        write_section(section, *markers)
+        log(f"wrote {RESULTS.relative_to(ROOT)} ({name} section); took {data['elapsed_s']:.0f}s")
+    return 0, data
 
 
 def write_section(section: str, start: str, end: str) -> None:

@@ -23,16 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import fcntl
 import json
-import os
 import shlex
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,9 +42,6 @@ from harness import (
     BENCH,
     MIB,
     OUT,
-    RESULTS,
-    ROOT,
-    SQLITE_DIR,
     BenchBlocked,
     Processes,
     Server,
@@ -63,13 +56,10 @@ from harness import (
     machine,
     pg_recreate,
     pg_settle,
-    pin_to_client_core,
     prepare,
-    redis_cleanup,
-    signals_as_interrupt,
+    run_bench,
     source_fingerprint,
     versions,
-    write_section,
 )
 from loadgen import RECORD_EVENT, RECORD_EVENTS, EventFactory, SchemaMissing, check
 from report import END, START, failures_of, report
@@ -277,60 +267,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def single_instance() -> Iterator[None]:
-    """Two benches at once would share the database, the Redis prefix and the cores."""
-    SQLITE_DIR.mkdir(parents=True, exist_ok=True)
-    with (SQLITE_DIR / "ingest.lock").open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise SetupError(
-                f"another ingest bench is running (pid {lock.read().strip() or '?'}); "
-                "wait for it to finish"
-            ) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
-        yield
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pin_to_client_core()  # this process drives the load (and the ceilings)
-    OUT.mkdir(parents=True, exist_ok=True)
-    procs = Processes()
-    t0 = time.monotonic()
-    try:
-        with single_instance(), signals_as_interrupt():
-            try:
-                data = bench(args, procs)
-            finally:
-                procs.stop_all()
-                if args.backend in ("postgres", "both"):
-                    with contextlib.suppress(Exception):
-                        redis_cleanup()
-    except BenchBlocked as exc:
-        log(f"BLOCKED: {exc}")
-        log("The mutation under test is not served yet; nothing was written to RESULTS.md.")
-        return 3
-    except SetupError as exc:
-        log(f"SETUP ERROR: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        log("interrupted; stopping servers")
-        return 130
-    finally:
-        procs.stop_all()  # also when the signal landed outside the inner block
-    data["elapsed_s"] = round(time.monotonic() - t0, 1)
-    (OUT / "ingest-latest.json").write_text(json.dumps(data, indent=2, default=str))
-    section = report(data)
-    print(section)
-    if not args.no_write:
-        write_section(section, START, END)
-        log(f"wrote {RESULTS.relative_to(ROOT)} (ingest section); took {data['elapsed_s']:.0f}s")
+    status, data = run_bench("ingest", args, bench, report, (START, END))
+    if data is None:
+        return status
     if len(set(data["fingerprints"])) > 1:
         log("WARNING: the server's source changed during the bench; the runs are not comparable")
     failed = failures_of(data["noop"], ("single1", "single50")) + sum(

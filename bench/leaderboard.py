@@ -41,13 +41,9 @@ import harness
 from harness import (
     BENCH,
     MIB,
-    OUT,
     REDIS_URL,
-    RESULTS,
-    ROOT,
     Processes,
     Server,
-    SetupError,
     backend_env,
     base_env,
     git_state,
@@ -55,13 +51,11 @@ from harness import (
     log,
     machine,
     pg_settle,
-    pin_to_client_core,
     prepare,
     redis_cleanup,
+    run_bench,
     run_cli,
-    signals_as_interrupt,
     versions,
-    write_section,
 )
 
 # Its own database and Redis prefix: the other benches may run on this machine too.
@@ -496,30 +490,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    pin_to_client_core()
-    OUT.mkdir(parents=True, exist_ok=True)
-    procs = Processes()
-    t0 = time.monotonic()
-    try:
-        with signals_as_interrupt():
-            data = bench(args, procs)
-    except SetupError as exc:
-        log(f"SETUP ERROR: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        procs.stop_all()
-        redis_cleanup()
-    data["elapsed_s"] = round(time.monotonic() - t0, 1)
-    (OUT / "leaderboard-latest.json").write_text(json.dumps(data, indent=2, default=str))
-    section = report(data)
-    print(section)
-    if not args.no_write:
-        write_section(section, START, END)
-        log(f"wrote {RESULTS.relative_to(ROOT)} (leaderboard section)")
-    return 0
+    status, _ = run_bench("leaderboard", parse_args(argv), bench, report, (START, END))
+    return status
 
 
 if __name__ == "__main__":

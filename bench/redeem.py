@@ -31,13 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,8 +59,7 @@ from harness import (
     graphql_calls,
     log,
     machine,
-    pin_to_client_core,
-    signals_as_interrupt,
+    run_bench,
     source_fingerprint,
     versions,
     write_section,
@@ -461,59 +458,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def alone() -> Iterator[None]:
-    """No other redeem or ingest bench at the same time: they would share the cores."""
-    SQLITE_DIR.mkdir(parents=True, exist_ok=True)
-    with (
-        (SQLITE_DIR / "redeem.lock").open("a+") as mine,
-        (SQLITE_DIR / "ingest.lock").open("a+") as ingest,
-    ):
-        for lock, what in ((mine, "redeem"), (ingest, "ingest")):
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SetupError(f"an {what} bench is running; wait for it to finish") from None
-        yield
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
         write_section(report(json.loads((OUT / "redeem-latest.json").read_text())), START, END)
         log(f"rewrote {RESULTS.relative_to(ROOT)} (redeem section) from the last raw data")
         return 0
-    pin_to_client_core()  # this process drives the load (and the ceilings)
-    OUT.mkdir(parents=True, exist_ok=True)
-    procs = Processes()
-    t0 = time.monotonic()
-    try:
-        with alone(), signals_as_interrupt():
-            try:
-                data = bench(args, procs)
-            finally:
-                procs.stop_all()
-                if args.backend in ("postgres", "both"):
-                    with contextlib.suppress(Exception):
-                        harness.redis_cleanup()
-    except BenchBlocked as exc:
-        log(f"BLOCKED: {exc}")
-        return 3
-    except SetupError as exc:
-        log(f"SETUP ERROR: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        log("interrupted; stopping servers")
-        return 130
-    finally:
-        procs.stop_all()
-    data["elapsed_s"] = round(time.monotonic() - t0, 1)
-    (OUT / "redeem-latest.json").write_text(json.dumps(data, indent=2, default=str))
-    section = report(data)
-    print(section)
-    if not args.no_write:
-        write_section(section, START, END)
-        log(f"wrote {RESULTS.relative_to(ROOT)} (redeem section); took {data['elapsed_s']:.0f}s")
+    status, data = run_bench("redeem", args, bench, report, (START, END))
+    if data is None:
+        return status
     runs = [r for info in data["backends"].values() for r in info["runs"]]
     failed = sum(r[k]["failures"] for r in runs for k in MEASURES)
     failed += sum(n["single"]["failures"] for n in data["noop"])
