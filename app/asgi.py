@@ -24,6 +24,7 @@ from app import live
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime
+from app.services import board_points
 from app.services.access import listen_for_revocations
 from app.settings import Settings
 from schema import build_schema
@@ -69,6 +70,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await asyncio.wait_for(revocations, 2)
 
             stack.push_async_callback(stop_listening)
+            if settings.is_postgres:  # board points a crashed batch left pending
+                sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))
+
+                async def stop_sweeping() -> None:
+                    sweep.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweep
+
+                stack.push_async_callback(stop_sweeping)
             # Start-up made a large, long-lived heap (schema, models, ORM state): freeze it
             # so the cyclic GC stops rescanning it; its full passes were the long tail
             # of request latency.

@@ -60,6 +60,23 @@ def _run(work: Callable[[Settings], Awaitable[T]], *, with_orm: bool = True) -> 
         raise typer.Exit(1) from None
 
 
+async def _settle_left_points(settings: Settings) -> int:
+    """Board points a crashed batch left pending, into the record (and Redis's copy)."""
+    from app.services.board_cache import BoardCache
+    from app.services.board_points import settle_left
+
+    if not settings.redis_url:
+        return await settle_left(older_than=timedelta(0))
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        cache = BoardCache(redis, settings.redis_prefix, settings.leaderboard_retention_days)
+        return await settle_left(cache, older_than=timedelta(0))
+    finally:
+        await redis.aclose()
+
+
 @cli.command()
 def migrate() -> None:
     """Apply pending database migrations."""
@@ -158,6 +175,7 @@ def leaderboard_rebuild(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from app.services.board_cache import BoardCache, record_count
+    from app.services.board_points import settle_left
     from app.services.leaderboards import boards_to_rebuild
     from models import Tenant
 
@@ -176,6 +194,8 @@ def leaderboard_rebuild(
         cache = BoardCache(redis, settings.redis_prefix, settings.leaderboard_retention_days)
         done: list[tuple[str, str, str, int]] = []
         try:
+            # Points a crashed batch left pending belong in the record first.
+            await settle_left(cache, older_than=timedelta(0))
             query = Tenant.filter(slug=tenant) if tenant else Tenant.all()
             rows = await query.order_by("slug")
             if tenant and not rows:
@@ -223,6 +243,7 @@ def leaderboard_snapshot(
         rows = await query.order_by("slug")
         if tenant and not rows:
             raise UserError(ErrorCode.NOT_FOUND, f"no tenant {tenant!r}")
+        await _settle_left_points(settings)  # closed periods' final ranks count them
         return [(row.slug, await snapshot_closed(row)) for row in rows]
 
     for slug, done in _run(work):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 
 
 def local_day(instant: datetime, tz: tzinfo) -> date:
@@ -44,8 +45,14 @@ def period_key(period: str, day: date) -> str:
     raise ValueError(f"unknown period {period!r}")
 
 
+@lru_cache(maxsize=1024)
+def _period_keys(day: date) -> tuple[tuple[str, str], ...]:
+    return tuple((period, period_key(period, day)) for period in PERIODS)
+
+
 def period_keys(day: date) -> dict[str, str]:
-    return {period: period_key(period, day) for period in PERIODS}
+    """Every period's key for a day (computed once per day: a batch asks per event)."""
+    return dict(_period_keys(day))
 
 
 def previous_key(period: str, day: date) -> str | None:

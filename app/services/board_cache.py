@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -45,13 +46,15 @@ CHUNK = 5_000
 # A rebuild refreshes its `building` lock this often; a crashed rebuilder's lock lapses.
 BUILD_LOCK_SECONDS = 120
 
-# KEYS: zset, hash, state. ARGV: expire-at (0: never), then (pk, score, member) triples;
-# an empty member removes the player (hidden from public boards).
+# KEYS: zset, hash, state. ARGV: expire-at (0: never), then the (pk, score, member)
+# triples as one flat JSON array of strings (one argument to encode, not three per
+# player); an empty member removes the player (hidden from public boards).
 APPLY = """
 if not redis.call('GET', KEYS[3]) then return -1 end
 local changed = 0
-for i = 2, #ARGV, 3 do
-  local pk, score, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+local rows = cjson.decode(ARGV[2])
+for i = 1, #rows, 3 do
+  local pk, score, member = rows[i], tonumber(rows[i + 1]), rows[i + 2]
   local old = redis.call('HGET', KEYS[2], pk)
   if member == '' then
     if old then
@@ -139,19 +142,6 @@ class ScoreRow:
     hidden: bool = False
 
 
-def score_row(tenant_id: int, total: Any, hidden: bool) -> ScoreRow:
-    """A written row (an ingest_store.ScoreTotal) for the tenant's boards."""
-    return ScoreRow(
-        tenant_id,
-        total.player_id,
-        total.period,
-        total.period_key,
-        total.points,
-        total.reached_at,
-        hidden,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Ranked:
     player_id: int
@@ -169,15 +159,16 @@ class CachedPage:
     previous: dict[int, tuple[int, Decimal]] | None
 
 
-def member(row: ScoreRow) -> str:
+def member(row: Any) -> str:
+    """The sorted set member of a score row (anything with reached_at and player_id)."""
     reached = row.reached_at if row.reached_at.tzinfo else row.reached_at.replace(tzinfo=UTC)
     micros = (reached - EPOCH) // timedelta(microseconds=1)
     return f"{micros:017d}{row.player_id:012d}"
 
 
 def score(points: Decimal) -> int:
-    """Negative cents: ascending order is most points first."""
-    return -int((points * 100).to_integral_value())
+    """Negative cents: ascending order is most points first (points have 2 places)."""
+    return -int(points.scaleb(2).to_integral_value())
 
 
 def points_of(raw: bytes | str | float) -> Decimal:
@@ -231,9 +222,28 @@ class BoardCache:
     async def apply(self, rows: Sequence[ScoreRow], timezone: str) -> None:
         """After commit: the rows' absolute scores into their boards. Best effort: a
         failure marks the boards stale (rebuilt later) and never fails the caller."""
-        boards: dict[tuple[int, str, str], list[ScoreRow]] = {}
+        boards: dict[tuple[int, str, str], list[Any]] = {}
         for row in rows:
             boards.setdefault((row.tenant_id, row.period, row.period_key), []).append(row)
+        await self._write(boards, timezone, len(rows), None)
+
+    async def apply_scores(
+        self, tenant_id: int, timezone: str, scores: Sequence[Any], hidden: Container[int]
+    ) -> None:
+        """`apply` for one tenant's written score rows (ingest_store.ScoreTotal, without
+        tenant or privacy): the players in `hidden` leave the public boards."""
+        boards: dict[tuple[int, str, str], list[Any]] = {}
+        for row in scores:
+            boards.setdefault((tenant_id, row.period, row.period_key), []).append(row)
+        await self._write(boards, timezone, len(scores), hidden)
+
+    async def _write(
+        self,
+        boards: dict[tuple[int, str, str], list[Any]],
+        timezone: str,
+        count: int,
+        hidden: Container[int] | None,
+    ) -> None:
         if not boards:
             return
         try:
@@ -242,13 +252,13 @@ class BoardCache:
                 for (tenant_id, period, key), board_rows in boards.items():
                     await self._apply(
                         keys=self.keys(tenant_id, period, key),
-                        args=[self.expire_at(period, key, timezone), *_triples(board_rows)],
+                        args=[self.expire_at(period, key, timezone), _packed(board_rows, hidden)],
                         client=pipe,
                     )
                 await pipe.execute()
-            self.stats["writes"] += len(rows)
+            self.stats["writes"] += count
         except Exception as exc:  # Redis down: the record has it; the copy is now stale
-            self.stats["lost_writes"] += len(rows)
+            self.stats["lost_writes"] += count
             self._stale.update(boards)
             log.warning("leaderboard cache write failed (%s): boards will rebuild", exc)
 
@@ -395,7 +405,7 @@ class BoardCache:
         written = 0
         try:
             async for chunk in record_rows(tenant_id, period, key):
-                await self._apply(keys=[zset, hash_, state], args=[expire_at, *_triples(chunk)])
+                await self._apply(keys=[zset, hash_, state], args=[expire_at, _packed(chunk)])
                 await self.redis.expire(state, BUILD_LOCK_SECONDS)
                 written += len(chunk)
                 if progress is not None:
@@ -418,11 +428,22 @@ class BoardCache:
         return written
 
 
-def _triples(rows: Iterable[ScoreRow]) -> list[object]:
-    out: list[object] = []
+def _packed(rows: Iterable[Any], hidden: Container[int] | None = None) -> str:
+    """APPLY's rows: (pk, score, member) triples in one flat JSON array of strings. A
+    batch's rows share a few reached-at instants: each one's member prefix is made once.
+    Hidden players (`row.hidden`, or in `hidden` when given) get an empty member."""
+    out: list[str] = []
+    prefixes: dict[datetime, str] = {}
     for row in rows:
-        out += [row.player_id, score(row.points), "" if row.hidden else member(row)]
-    return out
+        pk = row.player_id
+        if row.hidden if hidden is None else pk in hidden:
+            out += (str(pk), str(score(row.points)), "")
+            continue
+        prefix = prefixes.get(row.reached_at)
+        if prefix is None:
+            prefix = prefixes[row.reached_at] = member(row)[:-12]
+        out += (str(pk), str(score(row.points)), f"{prefix}{pk:012d}")
+    return json.dumps(out, separators=(",", ":"))
 
 
 async def _quietly(work: Awaitable[int]) -> int:

@@ -29,7 +29,7 @@ from app.engine.rules import PointRules
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
-from app.services.board_cache import score_row
+from app.services import board_points
 from app.services.common import zone
 from app.services.event_input import (
     CheckedEvent,
@@ -132,6 +132,8 @@ async def record_events(
         # repeat is found and replayed like any duplicate.
         done = await _apply(tenant, rules, checked, now, dry_run)
     results, items = done.results, done.items
+    if done.pending is not None:
+        done.scores = await board_points.settle(done.pending)
     if not dry_run and done.published:
         await _publish(rt, tenant, done)
     for item in items:
@@ -155,6 +157,7 @@ class _Applied:
     published: list[Outcome] = field(default_factory=list)
     by_pk: dict[int, Any] = field(default_factory=dict)
     scores: list[ScoreTotal] = field(default_factory=list)  # period score rows written
+    pending: int | None = None  # board points to settle after commit (PostgreSQL)
 
 
 async def _apply(
@@ -181,7 +184,7 @@ async def _apply(
                 store, tenant, {i.input.player_id for i in todo}, create=not dry_run
             )
             done.by_pk = {p.id: p for p in players.values()}
-            done.published, done.scores = await _process(
+            done.published, done.scores, done.pending = await _process(
                 store, tenant, rules, todo, players, results, now, dry_run
             )
     return done
@@ -196,9 +199,9 @@ async def _process(
     results: list[Outcome | UserError | None],
     now: datetime,
     dry_run: bool,
-) -> tuple[list[Outcome], list[ScoreTotal]]:
-    """Applies the events in order; returns the outcomes to publish after commit and the
-    period score rows as written."""
+) -> tuple[list[Outcome], list[ScoreTotal], int | None]:
+    """Applies the events in order; returns the outcomes to publish after commit, the
+    period score rows as written, and the board points left pending (PostgreSQL)."""
     by_pk = {p.id: p for p in players.values()}
     known = [i for i in items if i.input.player_id in players]
     unknown = [i for i in items if i.input.player_id not in players]  # preview of a new player
@@ -312,11 +315,12 @@ async def _process(
         outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
     totals: list[ScoreTotal] = []
+    pending = None
     if not dry_run and event_rows:
         score_rows = [
             [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
         ]
-        ids, totals = await store.write_batch(
+        ids, totals, pending = await store.write_batch(
             event_rows,
             tx_rows,
             [wallets[pid] for pid in pids],
@@ -328,7 +332,7 @@ async def _process(
             row.id = row_id
     for index, outcome in outcomes.items():
         results[index] = outcome
-    return [outcomes[i.index] for i in known], totals
+    return [outcomes[i.index] for i in known], totals, pending
 
 
 def _dumps(value: Any) -> str:
@@ -416,10 +420,8 @@ def _preview_new_player(
 async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
     by_pk = done.by_pk
     if rt.boards is not None:  # the Redis boards first: live boards then read them
-        await rt.boards.apply(
-            [score_row(tenant.id, s, by_pk[s.player_id].hidden_from_boards) for s in done.scores],
-            tenant.timezone,
-        )
+        hidden = {pk for pk, player in by_pk.items() if player.hidden_from_boards}
+        await rt.boards.apply_scores(tenant.id, tenant.timezone, done.scores, hidden)
     messages: list[tuple[str, dict[str, Any]]] = []
     for outcome in done.published:
         assert outcome.event is not None and outcome.wallet is not None

@@ -94,6 +94,11 @@ class IngestStore:
         _, rows = await self.conn.execute_query(sql, list(values))
         return rows
 
+    def _latest(self, stored: str, new: str) -> str:
+        """The later of two instants. PostgreSQL settles board points after commit, in any
+        order; SQLite writes them in the batch's own transaction, one writer at a time."""
+        return f"GREATEST({stored}, {new})" if self.postgres else new
+
     def _in(self, column: str, values: Sequence[Any], start: int, pg_type: str) -> str:
         """`column IN (the values)`: on PostgreSQL `= ANY` of one array parameter, so the
         statement text (and asyncpg's prepared statement) is the same for any number of
@@ -235,16 +240,23 @@ class IngestStore:
         days: Iterable[DayRow],
         scores: list[list[Any]],
         now: datetime,
-    ) -> tuple[list[int], list[ScoreTotal]]:
-        """All of a batch's writes: the new ledger ids in the order of `transactions`, and
-        the period score rows as they now stand. `scores` rows: tenant id, player id,
-        period, period key, points to add."""
+    ) -> tuple[list[int], list[ScoreTotal], int | None]:
+        """All of a batch's writes: the new ledger ids in the order of `transactions`, the
+        period score rows as they now stand, and the id of the pending board points.
+        `scores` rows: tenant id, player id, period, period key, points to add.
+
+        SQLite adds the scores here. PostgreSQL parks them in one `board_pending` row of
+        this transaction, for `settle_board_points` to add after commit: the upserts (four
+        rows per player, each moving the rank index) then run outside the wallet locks,
+        which serialise every batch sharing a player, and the next batch's work overlaps
+        them. The pending row commits with the ledger, so a crash in between loses
+        nothing: `settle_board_points` picks up what is left."""
         if not self.postgres:
             await self.insert_events(events)
             ids = await self.insert_transactions(transactions) if transactions else []
             await self.update_wallets(wallets, now)
             await self.upsert_days(days)
-            return ids, await self.add_scores(scores, now)
+            return ids, await self.add_scores(scores, now), None
         wallet_rows = [[w.player_id, *w.state_values()] for w in wallets]
         day_rows = [[d.player_id, d.day, d.events, d.earned] for d in days]
         tx_rows = [[t[0], t[1], t[2], t[3], t[4], t[5], t[6]] for t in transactions]
@@ -254,15 +266,37 @@ class IngestStore:
             *_columns(wallet_rows, 8),
             *_columns(day_rows, 4),
             *_columns(tx_rows, 7),
-            *_columns(scores, 5),
+            scores[0][0] if scores else None,  # the tenant: one per batch
+            *_columns(scores, 5)[1:],
         ]
-        rows = await self.conn.execute_query_dict(WRITE_BATCH_POSTGRES, values)
-        ids = sorted(r["id"] for r in rows if r["id"] is not None)
-        return ids, [_score_total(r) for r in rows if r["id"] is None]
+        # A WITH statement: execute_query fetches its rows as they come (no dicts).
+        _, rows = await self.conn.execute_query(WRITE_BATCH_POSTGRES, values)
+        ids = sorted(row_id for row_id, pending in rows if not pending)
+        pending_id = next((row_id for row_id, pending in rows if pending), None)
+        return ids, [], pending_id
+
+    async def settle_board_points(self, pending_id: int) -> list[ScoreTotal]:
+        """PostgreSQL: adds one pending row's points to the period scores and deletes it,
+        in one statement (so exactly once, whoever gets there first); the rows as they
+        now stand, or none when it was settled already."""
+        _, rows = await self.conn.execute_query(SETTLE_BOARD_POINTS_POSTGRES, [pending_id])
+        # asyncpg gives Decimal points and aware instants: no conversion needed.
+        return [ScoreTotal(*row) for row in rows]
+
+    async def pending_board_points(self, older_than: datetime) -> list[tuple[int, int]]:
+        """PostgreSQL: (id, tenant id) of the pending board points parked before
+        `older_than`, oldest first."""
+        rows = await self.conn.execute_query_dict(
+            "SELECT id, tenant_id FROM board_pending WHERE created_at < $1 ORDER BY id",
+            [older_than],
+        )
+        return [(r["id"], r["tenant_id"]) for r in rows]
 
     async def add_scores(self, rows: list[list[Any]], now: datetime) -> list[ScoreTotal]:
         """Adds points to period score rows; returns the rows as they now stand."""
         totals: list[ScoreTotal] = []
+        # In (player, period, key) order, the order every writer locks these rows in.
+        rows = sorted(rows, key=lambda r: (r[1], r[2], r[3]))
         for start in range(0, len(rows), SCORE_CHUNK):
             chunk = rows[start : start + SCORE_CHUNK]
             values = ", ".join(f"({self._marks(6, 6 * i + 1)})" for i in range(len(chunk)))
@@ -270,7 +304,7 @@ class IngestStore:
                 "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
                 f"reached_at) VALUES {values} ON CONFLICT (tenant_id, period, period_key, "
                 "player_id) DO UPDATE SET points = period_score.points + excluded.points, "
-                "reached_at = excluded.reached_at "
+                f"reached_at = {self._latest('period_score.reached_at', 'excluded.reached_at')} "
                 "RETURNING player_id, period, period_key, points, reached_at"
             )
             result = await self.conn.execute_query_dict(
@@ -332,14 +366,11 @@ WITH new_events AS (
     INSERT INTO player_day (player_id, day, events, earned)
     SELECT * FROM unnest($24::int[], $25::date[], $26::int[], $27::numeric[])
     ON CONFLICT (player_id, day) DO UPDATE SET events = excluded.events, earned = excluded.earned
-), board_scores AS (
-    INSERT INTO period_score (tenant_id, player_id, period, period_key, points, reached_at)
-    SELECT s.tenant_id, s.player_id, s.period, s.period_key, s.points, $15
-    FROM unnest($35::int[], $36::int[], $37::text[], $38::text[], $39::numeric[])
-         AS s(tenant_id, player_id, period, period_key, points)
-    ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
-    SET points = period_score.points + excluded.points, reached_at = excluded.reached_at
-    RETURNING player_id, period, period_key, points, reached_at
+), board_points AS (
+    INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, period_keys, points)
+    SELECT $35, $15, $36::int[], $37::text[], $38::text[], $39::numeric[]
+    WHERE cardinality($36::int[]) > 0
+    RETURNING id
 ), new_lines AS (
     INSERT INTO point_transaction (tenant_id, player_id, kind, amount, balance_after, reason,
                                    event_id, created_at)
@@ -350,11 +381,30 @@ WITH new_events AS (
          AS t(tenant_id, player_id, kind, amount, balance_after, reason, event_id)
     RETURNING id
 )
-SELECT id, NULL::int AS player_id, NULL::text AS period, NULL::text AS period_key,
-       NULL::numeric AS points, NULL::timestamptz AS reached_at
-FROM new_lines
+SELECT id, FALSE AS pending FROM new_lines
 UNION ALL
-SELECT NULL, player_id, period, period_key, points, reached_at FROM board_scores
+SELECT id, TRUE FROM board_points
+"""
+
+# One pending row's points into the period scores, the row deleted in the same statement:
+# applied once, whoever runs it. Rows are locked in (player, period, key) order, like
+# every other writer of period scores, so concurrent settlements cannot deadlock; and a
+# late settlement never moves reached_at back.
+SETTLE_BOARD_POINTS_POSTGRES = """
+WITH claimed AS (
+    DELETE FROM board_pending WHERE id = $1
+    RETURNING tenant_id, created_at, player_ids, periods, period_keys, points
+)
+INSERT INTO period_score (tenant_id, player_id, period, period_key, points, reached_at)
+SELECT c.tenant_id, s.player_id, s.period, s.period_key, s.points, c.created_at
+FROM claimed AS c
+CROSS JOIN LATERAL unnest(c.player_ids, c.periods, c.period_keys, c.points)
+     AS s(player_id, period, period_key, points)
+ORDER BY s.player_id, s.period, s.period_key
+ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
+SET points = period_score.points + excluded.points,
+    reached_at = GREATEST(period_score.reached_at, excluded.reached_at)
+RETURNING player_id, period, period_key, points, reached_at
 """
 
 

@@ -21,7 +21,6 @@ from app.engine.points import cents
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
-from app.services.board_cache import score_row
 from app.services.common import zone
 from app.services.ingest_store import IngestStore, ScoreTotal
 from app.services.players import boards_channel, player_channel, require_player
@@ -347,9 +346,8 @@ async def publish_board_scores(
 ) -> None:
     """After commit: the Redis boards take the new scores, then live boards look again."""
     if rt.boards is not None:
-        await rt.boards.apply(
-            [score_row(tenant.id, s, player.hidden_from_boards) for s in scores], tenant.timezone
-        )
+        hidden = {player.id} if player.hidden_from_boards else set()
+        await rt.boards.apply_scores(tenant.id, tenant.timezone, scores, hidden)
     await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
 
 

@@ -1,0 +1,132 @@
+"""Board points settled after the batch's commit (PostgreSQL): exactly once, in the
+record and in Redis's copy, whatever order concurrent batches settle in, and a crashed
+batch's points picked up later."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from tortoise import Tortoise
+
+from app.engine import periods
+from app.services import board_points, ingest, leaderboards
+from app.services.tenants import create_tenant
+from models import Period, PeriodScore, Player, PointTransaction
+from tests.conftest import IS_POSTGRES
+
+
+async def pending_rows() -> int:
+    conn = Tortoise.get_connection("default")
+    return (await conn.execute_query_dict("SELECT COUNT(*) AS n FROM board_pending"))[0]["n"]
+
+
+async def ledger_board_points(tenant) -> dict[int, Decimal]:
+    """Per player, the ledger lines that count on the boards (all on one day here)."""
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for line in await PointTransaction.filter(tenant=tenant):
+        if periods.counts_for_boards(str(line.kind), line.amount):
+            totals[line.player_id] += line.amount
+    return totals
+
+
+@pytest.mark.postgres
+async def test_concurrent_batches_settle_every_point_once(rt):
+    """Batches sharing players commit one after another on the wallet locks, then settle
+    their board points concurrently: every period's scores equal the ledger, nothing
+    stays pending, and Redis's boards hold the record's values."""
+    tenant = await create_tenant("settling", preset="telco")
+    rng = random.Random(5)
+    names = [f"p{n}" for n in range(150)]
+
+    def batch():
+        return [
+            ingest.EventInput(rng.choice(names), "APP_LOGIN", value=1, idempotency_key=None)
+            for _ in range(300)
+        ]
+
+    for _ in range(2):
+        results = await asyncio.gather(
+            *(ingest.record_events(rt, tenant, batch()) for _ in range(6))
+        )
+        assert all(isinstance(o, ingest.Outcome) for one in results for o in one)
+    assert await pending_rows() == 0
+    expected = await ledger_board_points(tenant)
+    assert expected, "the telco preset gives APP_LOGIN points"
+    for period in Period:
+        rows = await PeriodScore.filter(tenant=tenant, period=period)
+        assert {r.player_id: r.points for r in rows} == expected, period
+    if rt.boards is not None:  # the Redis copy: the same top ten as the record
+        for period in Period:
+            cached = await leaderboards.board(tenant, period, cache=rt.boards)
+            record = await leaderboards.board(tenant, period)
+            assert [(e.player.id, e.points) for e in cached.entries] == [
+                (e.player.id, e.points) for e in record.entries
+            ]
+
+
+async def park(tenant, player: Player, points: str, when: datetime) -> None:
+    """A pending row as a batch that crashed after its commit leaves it."""
+    day = periods.local_day(when, UTC)
+    keys = periods.period_keys(day)
+    conn = Tortoise.get_connection("default")
+    await conn.execute_query(
+        "INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, period_keys, "
+        "points) VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            tenant.id,
+            when,
+            [player.id] * len(keys),
+            list(keys),
+            list(keys.values()),
+            [Decimal(points)] * len(keys),
+        ],
+    )
+
+
+@pytest.mark.postgres
+async def test_points_a_crashed_batch_left_are_settled_once(rt):
+    tenant = await create_tenant("crashed", preset="telco")
+    (outcome,) = await ingest.record_events(
+        rt, tenant, [ingest.EventInput("ann", "APP_LOGIN", value=1)]
+    )
+    assert isinstance(outcome, ingest.Outcome) and outcome.points > 0
+    ann = await Player.get(tenant=tenant, external_id="ann")
+    now = datetime.now(UTC)
+    await park(tenant, ann, "7.50", now - timedelta(minutes=5))
+    await park(tenant, ann, "1.25", now)  # its batch may still be settling it
+
+    # The sweep leaves recent rows to their batch.
+    assert await board_points.settle_left(rt.boards, rt.hub, now=now) == 1
+    assert await pending_rows() == 1
+    expected = outcome.points + Decimal("7.50")
+    for period in Period:
+        row = await PeriodScore.get(tenant=tenant, player=ann, period=period)
+        assert row.points == expected, period
+        board = await leaderboards.board(tenant, period, cache=rt.boards, around="ann")
+        assert board.me is not None and board.me.points == expected
+
+    # Run again, and with no age limit: the old row is gone, the recent one counts once.
+    assert await board_points.settle_left(rt.boards, rt.hub, older_than=timedelta(0)) == 1
+    assert await board_points.settle_left(rt.boards, rt.hub, older_than=timedelta(0)) == 0
+    assert await pending_rows() == 0
+    row = await PeriodScore.get(tenant=tenant, player=ann, period=Period.ALL_TIME)
+    assert row.points == expected + Decimal("1.25")
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite's path")
+async def test_sqlite_adds_board_points_in_the_batch(rt):
+    """SQLite has one writer at a time: the points land in the batch's transaction and
+    there is nothing to settle."""
+    tenant = await create_tenant("inline", preset="telco")
+    (outcome,) = await ingest.record_events(
+        rt, tenant, [ingest.EventInput("bo", "APP_LOGIN", value=1)]
+    )
+    assert isinstance(outcome, ingest.Outcome)
+    row = await PeriodScore.get(tenant=tenant, player__external_id="bo", period=Period.DAILY)
+    assert row.points == outcome.points
+    assert await board_points.settle_left(older_than=timedelta(0)) == 0
