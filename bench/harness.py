@@ -539,8 +539,44 @@ def prepare(backend: str) -> str:
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if not lines:
         raise SetupError("apikey create printed no key")
-    log("  migrated, seeded, admin key created")
+    raise_daily_cap(backend, "default")
+    log(f"  migrated, seeded, admin key created; daily cap of `default` {BENCH_DAILY_CAP:,}")
     return lines[-1]
+
+
+# The telco preset caps a player's points at 1,000 a day. The bench's 2,000 players
+# would reach that within the first runs, after which events earn nothing and there are
+# no period scores to write: later runs would measure a cheaper pipeline. Bench tenants
+# keep the cap step, with a cap no run reaches.
+BENCH_DAILY_CAP = 100_000_000
+
+
+def raise_daily_cap(backend: str, slug: str) -> None:
+    """The tenant's daily cap set to BENCH_DAILY_CAP (its rules reload: new version)."""
+    if backend == "postgres":
+        import asyncpg
+
+        async def work() -> None:
+            conn = await asyncpg.connect(PG_URL.replace("postgres://", "postgresql://"))
+            try:
+                await conn.execute(
+                    "UPDATE tenant SET config = jsonb_set(config, '{daily_cap}', "
+                    "jsonb_build_object('base', $2::int)), config_version = config_version + 1 "
+                    "WHERE slug = $1",
+                    slug,
+                    BENCH_DAILY_CAP,
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(work())
+    else:
+        with contextlib.closing(sqlite3.connect(SQLITE_FILE)) as conn, conn:
+            conn.execute(
+                "UPDATE tenant SET config = json_set(config, '$.daily_cap', "
+                "json_object('base', ?)), config_version = config_version + 1 WHERE slug = ?",
+                (BENCH_DAILY_CAP, slug),
+            )
 
 
 # ---------------------------------------------------------------- environment

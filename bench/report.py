@@ -167,6 +167,9 @@ def report_header(data: dict[str, Any]) -> list[str]:
         "The runs share one database per backend, so each run starts with the events of the "
         "previous ones stored (first row of each table).",
         *settle_note(data),
+        "- The bench tenant's daily cap is raised to 100,000,000 points (the cap step still "
+        "runs): with the telco preset's 1,000 the 2,000 bench players reach it within the "
+        "first runs, and capped events earn nothing and write no period scores.",
         f"- Load generator: `bench/loadgen.py --client {args['client']}`, closed loop, one "
         "keep-alive HTTP/1.1 connection per client. Every answer is parsed: an HTTP error, "
         "a top-level `errors` or a non-empty payload `errors` is a failure, counted and "

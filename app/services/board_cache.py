@@ -225,34 +225,34 @@ class BoardCache:
         boards: dict[tuple[int, str, str], list[Any]] = {}
         for row in rows:
             boards.setdefault((row.tenant_id, row.period, row.period_key), []).append(row)
-        await self._write(boards, timezone, len(rows), None)
+        await self._write(
+            {board: (len(some), _packed(some)) for board, some in boards.items()}, timezone
+        )
 
     async def apply_scores(
         self, tenant_id: int, timezone: str, scores: Sequence[Any], hidden: Container[int]
     ) -> None:
         """`apply` for one tenant's written score rows (ingest_store.ScoreTotal, without
         tenant or privacy): the players in `hidden` leave the public boards."""
-        boards: dict[tuple[int, str, str], list[Any]] = {}
-        for row in scores:
-            boards.setdefault((tenant_id, row.period, row.period_key), []).append(row)
-        await self._write(boards, timezone, len(scores), hidden)
+        await self.apply_packed(tenant_id, timezone, pack_scores(scores, hidden))
 
-    async def _write(
-        self,
-        boards: dict[tuple[int, str, str], list[Any]],
-        timezone: str,
-        count: int,
-        hidden: Container[int] | None,
-    ) -> None:
+    async def apply_packed(self, tenant_id: int, timezone: str, boards: Sequence[Packed]) -> None:
+        """`apply` for rows already packed per board (PostgreSQL packs a settlement's)."""
+        await self._write(
+            {(tenant_id, b.period, b.period_key): (b.count, b.packed) for b in boards}, timezone
+        )
+
+    async def _write(self, boards: dict[tuple[int, str, str], tuple[int, str]], tz: str) -> None:
         if not boards:
             return
+        count = sum(n for n, _ in boards.values())
         try:
             await self._drop_stale()
             async with self.redis.pipeline(transaction=False) as pipe:
-                for (tenant_id, period, key), board_rows in boards.items():
+                for (tenant_id, period, key), (_, packed) in boards.items():
                     await self._apply(
                         keys=self.keys(tenant_id, period, key),
-                        args=[self.expire_at(period, key, timezone), _packed(board_rows, hidden)],
+                        args=[self.expire_at(period, key, tz), packed],
                         client=pipe,
                     )
                 await pipe.execute()
@@ -426,6 +426,28 @@ class BoardCache:
         self.stats["rebuilds"] += 1
         log.info("leaderboard t%s %s %s rebuilt: %d players", tenant_id, period, key, written)
         return written
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """One board's rows in APPLY's form (`_packed`): `count` rows as JSON text."""
+
+    period: str
+    period_key: str
+    count: int
+    packed: str
+
+
+def pack_scores(scores: Iterable[Any], hidden: Container[int]) -> list[Packed]:
+    """Written score rows (with period, period_key, player_id, points, reached_at), packed
+    per board; players in `hidden` get an empty member (off the public boards)."""
+    boards: dict[tuple[str, str], list[Any]] = {}
+    for row in scores:
+        boards.setdefault((row.period, row.period_key), []).append(row)
+    return [
+        Packed(period, key, len(rows), _packed(rows, hidden))
+        for (period, key), rows in boards.items()
+    ]
 
 
 def _packed(rows: Iterable[Any], hidden: Container[int] | None = None) -> str:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from tortoise import Tortoise
 
-from app.services.ingest_store import IngestStore, ScoreTotal
+from app.services.board_cache import Packed
+from app.services.ingest_store import IngestStore
 from app.services.players import boards_channel
 
 if TYPE_CHECKING:
@@ -39,13 +40,14 @@ def _store() -> IngestStore | None:
     return IngestStore(conn, postgres=True)
 
 
-async def settle(pending_id: int) -> list[ScoreTotal]:
-    """Adds a batch's parked points to the period scores; the rows as they now stand.
-    A failure leaves the row for `settle_left` and never fails the batch (committed)."""
+async def settle(pending_id: int) -> list[Packed]:
+    """Adds a batch's parked points to the period scores; the rows as they now stand,
+    packed per board for Redis. A failure leaves the row for `settle_left` and never
+    fails the batch (committed)."""
     store = _store()
     assert store is not None
     try:
-        return await store.settle_board_points(pending_id)
+        return (await store.settle_board_points(pending_id))[1]
     except Exception as exc:  # the ledger committed; the points wait in board_pending
         log.warning("board points %s not settled yet (%s): settled later", pending_id, exc)
         return []
@@ -63,23 +65,18 @@ async def settle_left(
     store = _store()
     if store is None:
         return 0
-    from models import Player, Tenant
+    from models import Tenant
 
     cutoff = (now or datetime.now(UTC)) - older_than
     settled = 0
-    for pending_id, tenant_id in await store.pending_board_points(cutoff):
-        scores = await store.settle_board_points(pending_id)
-        if not scores:
-            continue
+    for pending_id in await store.pending_board_points(cutoff):
+        tenant_id, packed = await store.settle_board_points(pending_id)
+        if tenant_id is None:
+            continue  # settled meanwhile by its batch or another process
         settled += 1
-        tenant = await Tenant.get(id=tenant_id)
         if boards is not None:
-            hidden = set(
-                await Player.filter(
-                    id__in={s.player_id for s in scores}, hidden_from_boards=True
-                ).values_list("id", flat=True)
-            )
-            await boards.apply_scores(tenant_id, tenant.timezone, scores, hidden)
+            tenant = await Tenant.get(id=tenant_id)
+            await boards.apply_packed(tenant_id, tenant.timezone, packed)
         if hub is not None:
             await hub.publish(boards_channel(tenant_id), {"changed": True})
     if settled:

@@ -30,6 +30,7 @@ from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services import board_points
+from app.services.board_cache import Packed, pack_scores
 from app.services.common import zone
 from app.services.event_input import (
     CheckedEvent,
@@ -133,7 +134,7 @@ async def record_events(
         done = await _apply(tenant, rules, checked, now, dry_run)
     results, items = done.results, done.items
     if done.pending is not None:
-        done.scores = await board_points.settle(done.pending)
+        done.boards = await board_points.settle(done.pending)
     if not dry_run and done.published:
         await _publish(rt, tenant, done)
     for item in items:
@@ -158,6 +159,7 @@ class _Applied:
     by_pk: dict[int, Any] = field(default_factory=dict)
     scores: list[ScoreTotal] = field(default_factory=list)  # period score rows written
     pending: int | None = None  # board points to settle after commit (PostgreSQL)
+    boards: list[Packed] = field(default_factory=list)  # ...and their rows, once settled
 
 
 async def _apply(
@@ -421,7 +423,8 @@ async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
     by_pk = done.by_pk
     if rt.boards is not None:  # the Redis boards first: live boards then read them
         hidden = {pk for pk, player in by_pk.items() if player.hidden_from_boards}
-        await rt.boards.apply_scores(tenant.id, tenant.timezone, done.scores, hidden)
+        boards = done.boards or pack_scores(done.scores, hidden)
+        await rt.boards.apply_packed(tenant.id, tenant.timezone, boards)
     messages: list[tuple[str, dict[str, Any]]] = []
     for outcome in done.published:
         assert outcome.event is not None and outcome.wallet is not None

@@ -20,6 +20,8 @@ from typing import Any
 
 from tortoise.timezone import UTC
 
+from app.services.board_cache import Packed
+
 WALLET_COLUMNS = (
     "player_id",
     "balance",
@@ -275,22 +277,23 @@ class IngestStore:
         pending_id = next((row_id for row_id, pending in rows if pending), None)
         return ids, [], pending_id
 
-    async def settle_board_points(self, pending_id: int) -> list[ScoreTotal]:
+    async def settle_board_points(self, pending_id: int) -> tuple[int | None, list[Packed]]:
         """PostgreSQL: adds one pending row's points to the period scores and deletes it,
-        in one statement (so exactly once, whoever gets there first); the rows as they
-        now stand, or none when it was settled already."""
+        in one statement (so exactly once, whoever gets there first). Returns the tenant
+        and the rows as they now stand, packed per board for Redis; (None, []) when it
+        was settled already."""
         _, rows = await self.conn.execute_query(SETTLE_BOARD_POINTS_POSTGRES, [pending_id])
-        # asyncpg gives Decimal points and aware instants: no conversion needed.
-        return [ScoreTotal(*row) for row in rows]
+        if not rows:
+            return None, []
+        return rows[0][0], [Packed(period, key, n, packed) for _, period, key, n, packed in rows]
 
-    async def pending_board_points(self, older_than: datetime) -> list[tuple[int, int]]:
-        """PostgreSQL: (id, tenant id) of the pending board points parked before
-        `older_than`, oldest first."""
+    async def pending_board_points(self, older_than: datetime) -> list[int]:
+        """PostgreSQL: the ids of the board points parked before `older_than`, oldest
+        first."""
         rows = await self.conn.execute_query_dict(
-            "SELECT id, tenant_id FROM board_pending WHERE created_at < $1 ORDER BY id",
-            [older_than],
+            "SELECT id FROM board_pending WHERE created_at < $1 ORDER BY id", [older_than]
         )
-        return [(r["id"], r["tenant_id"]) for r in rows]
+        return [r["id"] for r in rows]
 
     async def add_scores(self, rows: list[list[Any]], now: datetime) -> list[ScoreTotal]:
         """Adds points to period score rows; returns the rows as they now stand."""
@@ -390,21 +393,34 @@ SELECT id, TRUE FROM board_points
 # applied once, whoever runs it. Rows are locked in (player, period, key) order, like
 # every other writer of period scores, so concurrent settlements cannot deadlock; and a
 # late settlement never moves reached_at back.
+# The rows come back per board already in the Redis APPLY script's form (board_cache:
+# a JSON array of pk, score, member strings; hidden players with an empty member), so the
+# server does no per-row work: the tenant, the board, the row count and that text.
 SETTLE_BOARD_POINTS_POSTGRES = """
 WITH claimed AS (
     DELETE FROM board_pending WHERE id = $1
     RETURNING tenant_id, created_at, player_ids, periods, period_keys, points
+), written AS (
+    INSERT INTO period_score (tenant_id, player_id, period, period_key, points, reached_at)
+    SELECT c.tenant_id, s.player_id, s.period, s.period_key, s.points, c.created_at
+    FROM claimed AS c
+    CROSS JOIN LATERAL unnest(c.player_ids, c.periods, c.period_keys, c.points)
+         AS s(player_id, period, period_key, points)
+    ORDER BY s.player_id, s.period, s.period_key
+    ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
+    SET points = period_score.points + excluded.points,
+        reached_at = GREATEST(period_score.reached_at, excluded.reached_at)
+    RETURNING tenant_id, player_id, period, period_key, points, reached_at
 )
-INSERT INTO period_score (tenant_id, player_id, period, period_key, points, reached_at)
-SELECT c.tenant_id, s.player_id, s.period, s.period_key, s.points, c.created_at
-FROM claimed AS c
-CROSS JOIN LATERAL unnest(c.player_ids, c.periods, c.period_keys, c.points)
-     AS s(player_id, period, period_key, points)
-ORDER BY s.player_id, s.period, s.period_key
-ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
-SET points = period_score.points + excluded.points,
-    reached_at = GREATEST(period_score.reached_at, excluded.reached_at)
-RETURNING player_id, period, period_key, points, reached_at
+SELECT w.tenant_id, w.period, w.period_key, COUNT(*) AS n,
+       '[' || string_agg(
+           '"' || w.player_id || '","' || (-(w.points * 100))::bigint || '","' ||
+           CASE WHEN p.hidden_from_boards THEN ''
+                ELSE lpad(((EXTRACT(EPOCH FROM w.reached_at) * 1000000)::bigint)::text, 17, '0')
+                     || lpad(w.player_id::text, 12, '0') END || '"',
+           ',') || ']' AS packed
+FROM written AS w JOIN player AS p ON p.id = w.player_id
+GROUP BY w.tenant_id, w.period, w.period_key
 """
 
 

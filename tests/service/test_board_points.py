@@ -5,6 +5,7 @@ batch's points picked up later."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,8 @@ from tortoise import Tortoise
 
 from app.engine import periods
 from app.services import board_points, ingest, leaderboards
+from app.services.board_cache import pack_scores
+from app.services.ingest_store import IngestStore
 from app.services.tenants import create_tenant
 from models import Period, PeriodScore, Player, PointTransaction
 from tests.conftest import IS_POSTGRES
@@ -130,3 +133,39 @@ async def test_sqlite_adds_board_points_in_the_batch(rt):
     row = await PeriodScore.get(tenant=tenant, player__external_id="bo", period=Period.DAILY)
     assert row.points == outcome.points
     assert await board_points.settle_left(older_than=timedelta(0)) == 0
+
+
+@pytest.mark.postgres
+async def test_settlement_packs_rows_as_the_python_packer_does(rt):
+    """PostgreSQL packs a settlement's rows for Redis itself: the same scores and
+    members as board_cache.pack_scores, hidden players with an empty member."""
+    tenant = await create_tenant("packing", preset="telco")
+    await ingest.record_events(
+        rt, tenant, [ingest.EventInput(name, "APP_LOGIN", value=1) for name in ("ann", "bob")]
+    )
+    ann = await Player.get(tenant=tenant, external_id="ann")
+    bob = await Player.get(tenant=tenant, external_id="bob")
+    bob.hidden_from_boards = True
+    await bob.save(update_fields=["hidden_from_boards"])
+    when = datetime(2026, 11, 21, 9, 30, 15, 123456, tzinfo=UTC)
+    await park(tenant, ann, "2.35", when)
+    await park(tenant, bob, "0.05", when)
+    store = IngestStore(Tortoise.get_connection("default"), postgres=True)
+
+    def triples(text: str) -> list[tuple[str, ...]]:
+        flat = json.loads(text)
+        return sorted(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+
+    settled: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
+    for pending_id in await store.pending_board_points(datetime.now(UTC) + timedelta(days=1)):
+        tenant_id, boards = await store.settle_board_points(pending_id)
+        assert tenant_id == tenant.id
+        for board in boards:  # one player per pending row here
+            assert board.count == len(triples(board.packed)) == 1
+            settled[(board.period, board.period_key)] += triples(board.packed)
+    assert set(settled) == set(periods.period_keys(when.date()).items())
+    for (period, key), got in settled.items():
+        rows = await PeriodScore.filter(tenant=tenant, period=period, period_key=key)
+        (expected,) = pack_scores(rows, {bob.id})
+        assert sorted(got) == triples(expected.packed)
+        assert [member for pk, _, member in got if pk == str(bob.id)] == [""]  # hidden
