@@ -4,8 +4,10 @@ normalised record.
 A batch is checked item by item (a bad item is reported and skipped), then in one
 transaction on one connection the players' wallets are locked in id order, the engine
 computes every outcome in memory, and the writes (events, ledger lines, wallets, days,
-leaderboard period scores) go out together: one statement on PostgreSQL. Subscribers
-hear about it only after commit. Nothing is written or published for a preview.
+leaderboard period scores) go out together: one statement on PostgreSQL, where the
+period scores are parked in one row and added right after commit, outside the wallet
+locks (app.services.board_points). Subscribers hear about it only after commit.
+Nothing is written or published for a preview.
 """
 
 from __future__ import annotations
