@@ -226,7 +226,8 @@ class BoardCache:
         for row in rows:
             boards.setdefault((row.tenant_id, row.period, row.period_key), []).append(row)
         await self._write(
-            {board: (len(some), _packed(some)) for board, some in boards.items()}, timezone
+            {board: (len(some), _packed(some, _hidden(some))) for board, some in boards.items()},
+            timezone,
         )
 
     async def apply_scores(
@@ -405,7 +406,9 @@ class BoardCache:
         written = 0
         try:
             async for chunk in record_rows(tenant_id, period, key):
-                await self._apply(keys=[zset, hash_, state], args=[expire_at, _packed(chunk)])
+                await self._apply(
+                    keys=[zset, hash_, state], args=[expire_at, _packed(chunk, _hidden(chunk))]
+                )
                 await self.redis.expire(state, BUILD_LOCK_SECONDS)
                 written += len(chunk)
                 if progress is not None:
@@ -450,15 +453,19 @@ def pack_scores(scores: Iterable[Any], hidden: Container[int]) -> list[Packed]:
     ]
 
 
-def _packed(rows: Iterable[Any], hidden: Container[int] | None = None) -> str:
+def _hidden(rows: Iterable[ScoreRow]) -> set[int]:
+    return {row.player_id for row in rows if row.hidden}
+
+
+def _packed(rows: Iterable[Any], hidden: Container[int]) -> str:
     """APPLY's rows: (pk, score, member) triples in one flat JSON array of strings. A
     batch's rows share a few reached-at instants: each one's member prefix is made once.
-    Hidden players (`row.hidden`, or in `hidden` when given) get an empty member."""
+    Players in `hidden` get an empty member."""
     out: list[str] = []
     prefixes: dict[datetime, str] = {}
     for row in rows:
         pk = row.player_id
-        if row.hidden if hidden is None else pk in hidden:
+        if pk in hidden:
             out += (str(pk), str(score(row.points)), "")
             continue
         prefix = prefixes.get(row.reached_at)

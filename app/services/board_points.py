@@ -69,14 +69,16 @@ async def settle_left(
 
     cutoff = (now or datetime.now(UTC)) - older_than
     settled = 0
+    timezones: dict[int, str] = {}
     for pending_id in await store.pending_board_points(cutoff):
         tenant_id, packed = await store.settle_board_points(pending_id)
         if tenant_id is None:
             continue  # settled meanwhile by its batch or another process
         settled += 1
         if boards is not None:
-            tenant = await Tenant.get(id=tenant_id)
-            await boards.apply_packed(tenant_id, tenant.timezone, packed)
+            if tenant_id not in timezones:
+                timezones[tenant_id] = (await Tenant.get(id=tenant_id)).timezone
+            await boards.apply_packed(tenant_id, timezones[tenant_id], packed)
         if hub is not None:
             await hub.publish(boards_channel(tenant_id), {"changed": True})
     if settled:

@@ -252,7 +252,7 @@ class IngestStore:
         rows per player, each moving the rank index) then run outside the wallet locks,
         which serialise every batch sharing a player, and the next batch's work overlaps
         them. The pending row commits with the ledger, so a crash in between loses
-        nothing: `settle_board_points` picks up what is left."""
+        nothing: `board_points.settle_left` picks up what is left."""
         if not self.postgres:
             await self.insert_events(events)
             ids = await self.insert_transactions(transactions) if transactions else []
