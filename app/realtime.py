@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from typing import Any, Protocol
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
 from redis.asyncio import Redis
+
+from app.codec import dumps_bytes, loads
 
 log = logging.getLogger("questline.realtime")
 
@@ -56,6 +57,15 @@ class _ReadyAfterSubscribeRedisBackend(RedisBackend):
 
 _CLOSED = object()
 HEARTBEAT_SECONDS = 0.5
+# Many messages in one command: a pipeline of one PUBLISH per message costs the server
+# process a command's packing and parsing each, and a batch of 500 events sends ~1,000.
+PUBLISH_MANY = """
+for i = 1, #ARGV, 2 do
+    redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+PUBLISH_CHUNK = 500  # messages per script call
 
 
 class Sink(Protocol):
@@ -105,6 +115,9 @@ class Hub:
             Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1)
             if redis_url
             else None
+        )
+        self._publish_many = (
+            self._publisher.register_script(PUBLISH_MANY) if self._publisher else None
         )
         self._broadcast = self._new_broadcast()
         self._channels: dict[str, _Channel] = {}
@@ -204,24 +217,24 @@ class Hub:
         await self.publish_many([(channel, message)])
 
     async def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
-        """Each message encoded once; through Redis in one pipeline."""
+        """Each message encoded once; through Redis in one script call per chunk."""
         if not messages:
             return
-        encoded = [(self._name(c), json.dumps(m, default=str)) for c, m in messages]
-        if self._publisher is not None:
-            try:
-                async with self._publisher.pipeline(transaction=False) as pipe:
-                    for channel, payload in encoded:
-                        pipe.publish(channel, payload)
-                    await pipe.execute()
-            except Exception as exc:  # the data is committed: live updates are best effort
-                self.lost += len(encoded)
-                log.warning("could not publish %d messages: %s", len(encoded), exc)
-                return
-        else:
+        encoded = [(self._name(c), dumps_bytes(m)) for c, m in messages]
+        if self._publish_many is None:
             for channel, payload in encoded:
                 await self._broadcast.publish(channel, payload)
-        self.published += len(encoded)
+            self.published += len(encoded)
+            return
+        for start in range(0, len(encoded), PUBLISH_CHUNK):
+            chunk = encoded[start : start + PUBLISH_CHUNK]
+            try:
+                await self._publish_many(args=[v for pair in chunk for v in pair])
+            except Exception as exc:  # the data is committed: live updates are best effort
+                self.lost += len(encoded) - start
+                log.warning("could not publish %d messages: %s", len(encoded) - start, exc)
+                return
+            self.published += len(chunk)
 
     def total_subscribers(self) -> int:
         return sum(e.members() for e in self._channels.values())
@@ -237,7 +250,7 @@ class Hub:
                 async for event in subscriber:
                     if event is None:
                         break
-                    message = json.loads(event.message)
+                    message = loads(event.message)
                     for queue in list(entry.queues):
                         _offer(queue, message)
                     for signal in list(entry.signals):

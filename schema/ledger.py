@@ -24,9 +24,14 @@ if TYPE_CHECKING:
 TransactionKind = strawberry.enum(DomainTransactionKind, name="TransactionKind")
 
 
+CENT = Decimal("0.01")
+
+
 def points(value: Decimal | str | None) -> float:
     """Points leave the exact ledger as Floats with 2 places."""
-    return float(Decimal(str(value or 0)).quantize(Decimal("0.01")))
+    if not isinstance(value, Decimal):
+        value = Decimal(str(value or 0))
+    return float(value.quantize(CENT))
 
 
 def page_info(edges: list, has_next: bool) -> PageInfo:
@@ -243,26 +248,42 @@ class EventConnection:
 
 @strawberry.type
 class EventOutcome:
-    event: Event | None
-    duplicate: bool
-    points_awarded: float
-    breakdown: list[PointsLine]
-    wallet: Wallet | None
-    level_up: LevelUp | None
+    """An event's outcome; each field is built only when the query selects it (a batch
+    of 1,000 outcomes usually asks for a field or two)."""
+
+    outcome: strawberry.Private[Outcome]
+
+    @strawberry.field
+    def event(self) -> Event | None:
+        return Event.from_model(self.outcome.event) if self.outcome.event else None
+
+    @strawberry.field
+    def duplicate(self) -> bool:
+        return self.outcome.duplicate
+
+    @strawberry.field
+    def points_awarded(self) -> float:
+        return points(self.outcome.points)
+
+    @strawberry.field
+    def breakdown(self) -> list[PointsLine]:
+        return [
+            PointsLine(rule=line.rule, description=line.description, amount=points(line.amount))
+            for line in self.outcome.lines
+        ]
+
+    @strawberry.field
+    def wallet(self) -> Wallet | None:
+        return Wallet.from_view(self.outcome.wallet) if self.outcome.wallet else None
+
+    @strawberry.field
+    def level_up(self) -> LevelUp | None:
+        level_up = self.outcome.level_up
+        return LevelUp.from_view(level_up) if level_up else None
 
     @classmethod
     def from_outcome(cls, outcome: Outcome) -> EventOutcome:
-        return cls(
-            event=Event.from_model(outcome.event) if outcome.event else None,
-            duplicate=outcome.duplicate,
-            points_awarded=points(outcome.points),
-            breakdown=[
-                PointsLine(rule=line.rule, description=line.description, amount=points(line.amount))
-                for line in outcome.lines
-            ],
-            wallet=Wallet.from_view(outcome.wallet) if outcome.wallet else None,
-            level_up=LevelUp.from_view(outcome.level_up) if outcome.level_up else None,
-        )
+        return cls(outcome=outcome)
 
 
 @flat_input

@@ -26,18 +26,37 @@ class LevelInfo:
 
 
 def level_for(lifetime: Decimal, rules: PointRules) -> LevelInfo:
+    return info(level_number(lifetime, rules), rules)
+
+
+def level_number(lifetime: Decimal, rules: PointRules) -> int:
     if rules.level_formula is not None:
         step = rules.level_formula.step
-        number = int((lifetime / step).to_integral_value(ROUND_FLOOR)) + 1 if lifetime > 0 else 1
-        return info(number, rules)
+        return int((lifetime / step).to_integral_value(ROUND_FLOOR)) + 1 if lifetime > 0 else 1
     number = 1
     for level in rules.levels:
-        if lifetime >= level.lifetime_points:
-            number = level.number
-    return info(number, rules)
+        if lifetime < level.lifetime_points:
+            break
+        number = level.number
+    return number
+
+
+MEMO_LEVELS = 1000  # a formula's levels kept per rules object (tables are kept whole)
 
 
 def info(number: int, rules: PointRules) -> LevelInfo:
+    """The level's facts; the same LevelInfo object each time for the same rules (its
+    privileges are shared: read them, never change them)."""
+    key = ("level", number)
+    found = rules.memo.get(key)
+    if found is None:
+        found = _info(number, rules)
+        if rules.level_formula is None or number <= MEMO_LEVELS:
+            rules.memo[key] = found
+    return found
+
+
+def _info(number: int, rules: PointRules) -> LevelInfo:
     if rules.level_formula is not None:
         step = rules.level_formula.step
         return LevelInfo(

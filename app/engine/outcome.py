@@ -167,10 +167,10 @@ def _level_ups(
     cross further levels."""
     current, bonus_total = start, ZERO
     for _ in range(10_000):  # bounded: a formula scheme with a huge bonus cannot spin forever
-        reached = levels.level_for(lifetime, rules)
-        if reached.number <= current:
+        reached = levels.level_number(lifetime, rules)
+        if reached <= current:
             break
-        for number in range(current + 1, reached.number + 1):
+        for number in range(current + 1, reached + 1):
             bonus = rules.level_up_bonus
             if bonus:
                 balance += bonus
@@ -182,7 +182,7 @@ def _level_ups(
                         "LEVEL_UP_BONUS", bonus, balance, f"reached level {number} ({name})"
                     )
                 )
-        current = reached.number
+        current = reached
     if current == start:
         return None, balance, lifetime
     change = LevelChange(start, current, levels.info(current, rules), bonus_total)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Condition = dict[str, Any]  # JSONLogic
 Amount = Decimal | dict[str, Any]  # a number, or a JSONLogic expression giving one
@@ -142,10 +143,15 @@ class PointRules(BaseModel):
     max_future_skew_seconds: int = Field(300, ge=0)
     # False: the tenant keeps no leaderboards (no period scores are written).
     leaderboards: bool = True
-    _by_type: dict[str, Rule] = PrivateAttr(default_factory=dict)
 
-    def model_post_init(self, context: Any) -> None:
-        self._by_type.update({rule.event_type: rule for rule in self.rules})
+    @cached_property
+    def by_type(self) -> dict[str, Rule]:
+        return {rule.event_type: rule for rule in self.rules}
+
+    @cached_property
+    def memo(self) -> dict[Any, Any]:
+        """Values the engine derives from these rules (they are frozen), kept for reuse."""
+        return {}
 
     @field_validator("levels")
     @classmethod
@@ -170,7 +176,8 @@ class PointRules(BaseModel):
         return self
 
     def rule_for(self, event_type: str) -> Rule | None:
-        return self._by_type.get(event_type) or self._by_type.get(WILDCARD)
+        by_type = self.by_type
+        return by_type.get(event_type) or by_type.get(WILDCARD)
 
     def weight(self, category: str | None) -> Decimal:
         settings = self.categories.get(category or "")

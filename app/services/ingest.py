@@ -12,7 +12,6 @@ Nothing is written or published for a preview.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -281,7 +280,7 @@ async def _process(
                 result.points,
                 item.key,
                 item.payload_hash,
-                _dumps(outcome_data),
+                outcome_data,  # JSON-encoded with the batch's rows (ingest_store)
             ]
         )
         rows = []
@@ -337,10 +336,6 @@ async def _process(
     for index, outcome in outcomes.items():
         results[index] = outcome
     return [outcomes[i.index] for i in known], totals, pending
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _event_facts(item: CheckedEvent, day: date) -> EventFacts:
