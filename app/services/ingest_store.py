@@ -167,15 +167,13 @@ class IngestStore:
     async def lock_wallets(
         self, tenant_id: int, player_ids: Sequence[int], now: datetime
     ) -> dict[int, WalletRow]:
-        """PostgreSQL: the players' wallets, created where missing and locked, in one
-        statement that takes them in player order. Locking the existing wallets first and
+        """PostgreSQL: the players' wallets, created where missing and locked in one
+        statement that takes them in player order, then read. Locking the existing wallets first and
         creating the missing ones after could deadlock: two batches would each hold a
         wallet the other was about to create or lock (seen with four batches of 500)."""
-        # execute_query drops the rows of an INSERT; execute_query_dict keeps RETURNING's.
-        rows = await self.conn.execute_query_dict(
-            LOCK_WALLETS_POSTGRES, [sorted(player_ids), tenant_id, now]
-        )
-        return _wallet_rows(rows)
+        wanted = sorted(player_ids)
+        await self.conn.execute_query(LOCK_WALLETS_POSTGRES, [wanted, tenant_id, now])
+        return _wallet_rows(await self.conn.execute_query_dict(READ_WALLETS_POSTGRES, [wanted]))
 
     async def create_wallets(
         self, tenant_id: int, player_ids: Iterable[int], now: datetime
@@ -426,14 +424,22 @@ GROUP BY w.tenant_id, w.period, w.period_key
 """
 
 
-# Missing wallets inserted, existing ones locked (a no-op update), in player order; the
-# rows as they stand either way.
-LOCK_WALLETS_POSTGRES = f"""
+# Missing wallets inserted and existing ones locked, in player order, in one statement.
+# `WHERE FALSE` locks a conflicting row without writing a new version of it (PostgreSQL:
+# "all rows will be locked when the ON CONFLICT DO UPDATE action is taken"): a no-op
+# update would double every wallet's writes, and the batch's own update of a row written
+# earlier in its transaction re-runs the wallet's foreign-key checks.
+LOCK_WALLETS_POSTGRES = """
 INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, streak_current,
                     streak_best, updated_at)
 SELECT p, $2, 0, 0, 1, 0, 0, $3 FROM unnest($1::int[]) AS p ORDER BY p
-ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at
-RETURNING {", ".join(WALLET_COLUMNS)}
+ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at WHERE FALSE
+"""
+# Read by a statement of its own once the locks are held: under READ COMMITTED a new
+# statement sees what the batches it waited for committed (the locking statement's own
+# snapshot predates them).
+READ_WALLETS_POSTGRES = f"""
+SELECT {", ".join(WALLET_COLUMNS)} FROM wallet WHERE player_id = ANY($1::int[])
 """
 
 

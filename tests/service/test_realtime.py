@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from decimal import Decimal
 
 import pytest
 
-from app.realtime import Hub, SubscriberTooSlow
+from app.realtime import PUBLISH_CHUNK, Hub, SubscriberTooSlow
 from tests.conftest import REDIS_URL
 
 
@@ -62,6 +63,31 @@ async def test_a_message_published_by_one_hub_reaches_another_through_redis():
             await publisher.publish("points", {"amount": "4.00"})
             first = await asyncio.wait_for(anext(aiter(messages)), 5)
         assert first == {"amount": "4.00"}
+    finally:
+        await publisher.disconnect()
+        await receiver.disconnect()
+
+
+@pytest.mark.redis
+async def test_a_batch_of_messages_larger_than_one_script_call_arrives_whole_and_in_order():
+    prefix = f"t-{uuid.uuid4().hex[:6]}"
+    publisher, receiver = Hub(REDIS_URL, prefix=prefix), Hub(REDIS_URL, prefix=prefix)
+    receiver.queue_size = 4096
+    await publisher.connect()
+    await receiver.connect()
+    count = PUBLISH_CHUNK * 2 + 7  # three script calls
+    try:
+        async with receiver.subscribe("a") as a_messages, receiver.subscribe("b") as b_messages:
+            await publisher.publish_many(
+                [("a" if n % 3 else "b", {"n": n, "amount": Decimal("1.50")}) for n in range(count)]
+            )
+            a_iter, b_iter = aiter(a_messages), aiter(b_messages)
+            got_a = [await asyncio.wait_for(anext(a_iter), 5) for n in range(count) if n % 3]
+            got_b = [await asyncio.wait_for(anext(b_iter), 5) for n in range(count) if not n % 3]
+        assert [m["n"] for m in got_a] == [n for n in range(count) if n % 3]
+        assert [m["n"] for m in got_b] == [n for n in range(count) if not n % 3]
+        assert got_a[0]["amount"] == "1.50"  # decimals travel as exact strings
+        assert publisher.published == count and publisher.lost == 0
     finally:
         await publisher.disconnect()
         await receiver.disconnect()
