@@ -4,14 +4,16 @@ normalised record.
 A batch is checked item by item (a bad item is reported and skipped), then in one
 transaction on one connection the players' wallets are locked in id order, the engine
 computes every outcome in memory, and the writes (events, ledger lines, wallets, days,
-leaderboard period scores) go out together: one statement on PostgreSQL, where the
-period scores are parked in one row and added right after commit, outside the wallet
-locks (app.services.board_points). Subscribers hear about it only after commit.
-Nothing is written or published for a preview.
+leaderboard period scores) go out together: one statement on PostgreSQL, where a large
+batch's period scores are parked in one row and added right after commit, outside the
+wallet locks (app.services.board_points), and a small one's are added in place.
+Subscribers hear about it only after commit. Nothing is written or published for a
+preview.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,7 +33,7 @@ from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services import board_points
-from app.services.board_cache import Packed, pack_scores
+from app.services.board_cache import pack_scores
 from app.services.common import zone
 from app.services.event_input import (
     CheckedEvent,
@@ -44,7 +46,7 @@ from app.services.event_input import (
     outcome_json,
     sort_duplicates,
 )
-from app.services.ingest_store import DayRow, IngestStore, ScoreTotal, WalletRow
+from app.services.ingest_store import DayRow, IngestStore, WalletRow, Written
 from app.services.ledger import level_up_json, points_json, wallet_view
 from app.services.players import boards_channel, player_channel
 from app.services.rules import rules_for
@@ -134,10 +136,11 @@ async def record_events(
         # repeat is found and replayed like any duplicate.
         done = await _apply(tenant, rules, checked, now, dry_run)
     results, items = done.results, done.items
-    if done.pending is not None:
-        done.boards = await board_points.settle(done.pending)
     if not dry_run and done.published:
-        await _publish(rt, tenant, done)
+        # Independent after commit: the wallets' messages, and the board points settled
+        # (PostgreSQL), copied to Redis and announced. One waits on Redis while the
+        # other waits on PostgreSQL.
+        await asyncio.gather(_publish_points(rt, tenant, done), _publish_boards(rt, tenant, done))
     for item in items:
         if item.duplicate_of is not None:
             first = results[item.duplicate_of]
@@ -158,9 +161,7 @@ class _Applied:
     items: list[CheckedEvent]
     published: list[Outcome] = field(default_factory=list)
     by_pk: dict[int, Any] = field(default_factory=dict)
-    scores: list[ScoreTotal] = field(default_factory=list)  # period score rows written
-    pending: int | None = None  # board points to settle after commit (PostgreSQL)
-    boards: list[Packed] = field(default_factory=list)  # ...and their rows, once settled
+    written: Written = field(default_factory=lambda: Written([]))  # the batch's writes
 
 
 async def _apply(
@@ -187,7 +188,7 @@ async def _apply(
                 store, tenant, {i.input.player_id for i in todo}, create=not dry_run
             )
             done.by_pk = {p.id: p for p in players.values()}
-            done.published, done.scores, done.pending = await _process(
+            done.published, done.written = await _process(
                 store, tenant, rules, todo, players, results, now, dry_run
             )
     return done
@@ -202,9 +203,9 @@ async def _process(
     results: list[Outcome | UserError | None],
     now: datetime,
     dry_run: bool,
-) -> tuple[list[Outcome], list[ScoreTotal], int | None]:
-    """Applies the events in order; returns the outcomes to publish after commit, the
-    period score rows as written, and the board points left pending (PostgreSQL)."""
+) -> tuple[list[Outcome], Written]:
+    """Applies the events in order; returns the outcomes to publish after commit and
+    what the writes returned (nothing written for a preview)."""
     by_pk = {p.id: p for p in players.values()}
     known = [i for i in items if i.input.player_id in players]
     unknown = [i for i in items if i.input.player_id not in players]  # preview of a new player
@@ -317,13 +318,12 @@ async def _process(
     for item in unknown:
         outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
-    totals: list[ScoreTotal] = []
-    pending = None
+    written = Written([])
     if not dry_run and event_rows:
         score_rows = [
             [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
         ]
-        ids, totals, pending = await store.write_batch(
+        written = await store.write_batch(
             event_rows,
             tx_rows,
             [wallets[pid] for pid in pids],
@@ -331,11 +331,11 @@ async def _process(
             score_rows,
             now,
         )
-        for row, row_id in zip(transactions, ids, strict=True):
+        for row, row_id in zip(transactions, written.ids, strict=True):
             row.id = row_id
     for index, outcome in outcomes.items():
         results[index] = outcome
-    return [outcomes[i.index] for i in known], totals, pending
+    return [outcomes[i.index] for i in known], written
 
 
 def _event_facts(item: CheckedEvent, day: date) -> EventFacts:
@@ -416,12 +416,20 @@ def _preview_new_player(
     )
 
 
-async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
-    by_pk = done.by_pk
+async def _publish_boards(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
+    written = done.written
+    if written.pending is not None:
+        written.boards = await board_points.settle(written.pending)
     if rt.boards is not None:  # the Redis boards first: live boards then read them
-        hidden = {pk for pk, player in by_pk.items() if player.hidden_from_boards}
-        boards = done.boards or pack_scores(done.scores, hidden)
+        hidden = {pk for pk, player in done.by_pk.items() if player.hidden_from_boards}
+        boards = written.boards or pack_scores(written.totals, hidden)
         await rt.boards.apply_packed(tenant.id, tenant.timezone, boards)
+    # One message per batch tells live boards to look again (they coalesce).
+    await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
+
+
+async def _publish_points(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
+    by_pk = done.by_pk
     messages: list[tuple[str, dict[str, Any]]] = []
     for outcome in done.published:
         assert outcome.event is not None and outcome.wallet is not None
@@ -439,8 +447,6 @@ async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
                     level_up_json(player_id, lu.from_level, lu.to_level, lu.lifetime, lu.bonus),
                 )
             )
-    # One message per batch tells live boards to look again (they coalesce).
-    messages.append((boards_channel(tenant.id), {"changed": True}))
     await rt.hub.publish_many(messages)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -242,19 +242,20 @@ class IngestStore:
         days: Iterable[DayRow],
         scores: list[list[Any]],
         now: datetime,
-    ) -> tuple[list[int], list[ScoreTotal], int | None]:
-        """All of a batch's writes: the new ledger ids in the order of `transactions`, the
-        period score rows as they now stand, and the id of the pending board points.
-        `events` rows: the event table's columns in `insert_events` order, the metadata
-        as JSON text and the outcome as a dict (both encoded here; the rows are consumed).
-        `scores` rows: tenant id, player id, period, period key, points to add.
+    ) -> Written:
+        """All of a batch's writes. `events` rows: the event table's columns in
+        `insert_events` order, the metadata as JSON text and the outcome as a dict (both
+        encoded here; the rows are consumed). `scores` rows: tenant id, player id, period,
+        period key, points to add.
 
-        SQLite adds the scores here. PostgreSQL parks them in one `board_pending` row of
-        this transaction, for `settle_board_points` to add after commit: the upserts (four
-        rows per player, each moving the rank index) then run outside the wallet locks,
-        which serialise every batch sharing a player, and the next batch's work overlaps
-        them. The pending row commits with the ledger, so a crash in between loses
-        nothing: `board_points.settle_left` picks up what is left."""
+        SQLite adds the scores here. So does PostgreSQL for a batch of at most
+        INLINE_SCORES_MAX events, in the same statement, and returns them packed for
+        Redis. A larger batch parks them in one `board_pending` row of this transaction,
+        for `settle_board_points` to add after commit: the upserts (four rows per player,
+        each moving the rank index) then run outside the wallet locks, which serialise
+        every batch sharing a player, and the next batch's work overlaps them. The pending
+        row commits with the ledger, so a crash in between loses nothing:
+        `board_points.settle_left` picks up what is left."""
         if not self.postgres:
             for row in events:
                 row[13] = dumps(row[13])
@@ -262,7 +263,7 @@ class IngestStore:
             ids = await self.insert_transactions(transactions) if transactions else []
             await self.update_wallets(wallets, now)
             await self.upsert_days(days)
-            return ids, await self.add_scores(scores, now), None
+            return Written(ids, totals=await self.add_scores(scores, now))
         for row in events:
             row[9] = Fragment(row[9])  # the metadata, already JSON text
         values = [
@@ -274,11 +275,18 @@ class IngestStore:
             events[0][1],  # the tenant: one per batch
             dumps(scores),
         ]
-        # A WITH statement: execute_query fetches its rows as they come (no dicts).
+        # WITH statements: execute_query fetches their rows as they come (no dicts).
+        if len(events) <= INLINE_SCORES_MAX:
+            _, rows = await self.conn.execute_query(WRITE_BATCH_INLINE_POSTGRES, values)
+            return Written(
+                sorted(row[0] for row in rows if row[0] is not None),
+                boards=[Packed(r[2], r[3], r[4], r[5]) for r in rows if r[0] is None],
+            )
         _, rows = await self.conn.execute_query(WRITE_BATCH_POSTGRES, values)
-        ids = sorted(row_id for row_id, pending in rows if not pending)
-        pending_id = next((row_id for row_id, pending in rows if pending), None)
-        return ids, [], pending_id
+        return Written(
+            sorted(row_id for row_id, pending in rows if not pending),
+            pending=next((row_id for row_id, pending in rows if pending), None),
+        )
 
     async def settle_board_points(self, pending_id: int) -> tuple[int | None, list[Packed]]:
         """PostgreSQL: adds one pending row's points to the period scores and deletes it,
@@ -348,7 +356,9 @@ class IngestStore:
 # wallet locks. The ledger lines' foreign keys to the new events are checked at the end
 # of the statement, when the events exist. $1 events, $2 now, $3 wallets, $4 days,
 # $5 ledger lines, $6 the tenant, $7 board points (rows as `write_batch` takes them).
-WRITE_BATCH_POSTGRES = """
+# A small batch adds its board points in the same statement (WRITE_BATCH_INLINE_POSTGRES);
+# a large one parks them for after commit (WRITE_BATCH_POSTGRES, board_points.settle).
+_WRITE_ROWS = """
 WITH new_events AS (
     INSERT INTO event (id, tenant_id, player_id, event_type, category, value, occurred_at,
                        recorded_at, source, metadata, points_awarded, idempotency_key,
@@ -368,13 +378,6 @@ WITH new_events AS (
     SELECT (d->>0)::int, (d->>1)::date, (d->>2)::int, (d->>3)::numeric
     FROM jsonb_array_elements($4::jsonb) AS d
     ON CONFLICT (player_id, day) DO UPDATE SET events = excluded.events, earned = excluded.earned
-), board_points AS (
-    INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, period_keys, points)
-    SELECT $6, $2, array_agg((s->>1)::int ORDER BY n), array_agg(s->>2 ORDER BY n),
-           array_agg(s->>3 ORDER BY n), array_agg((s->>4)::numeric ORDER BY n)
-    FROM jsonb_array_elements($7::jsonb) WITH ORDINALITY AS x(s, n)
-    HAVING count(*) > 0
-    RETURNING id
 ), new_lines AS (
     INSERT INTO point_transaction (tenant_id, player_id, kind, amount, balance_after, reason,
                                    event_id, created_at)
@@ -384,34 +387,25 @@ WITH new_events AS (
     ORDER BY n  -- ids in the order of the lines
     RETURNING id
 )
-SELECT id, FALSE AS pending FROM new_lines
-UNION ALL
-SELECT id, TRUE FROM board_points
 """
 
-# One pending row's points into the period scores, the row deleted in the same statement:
-# applied once, whoever runs it. Rows are locked in (player, period, key) order, like
-# every other writer of period scores, so concurrent settlements cannot deadlock; and a
-# late settlement never moves reached_at back.
-# The rows come back per board already in the Redis APPLY script's form (board_cache:
-# a JSON array of pk, score, member strings; hidden players with an empty member), so the
-# server does no per-row work: the tenant, the board, the row count and that text.
-SETTLE_BOARD_POINTS_POSTGRES = """
-WITH claimed AS (
-    DELETE FROM board_pending WHERE id = $1
-    RETURNING tenant_id, created_at, player_ids, periods, period_keys, points
-), written AS (
+# Period score rows upserted from `source` (rows: player_id, period, period_key, points,
+# with tenant_id and reached_at beside them), locked in (player, period, key) order like
+# every other writer of period scores, so concurrent writers cannot deadlock; a late
+# write never moves reached_at back. `written` returns the rows as they now stand.
+_UPSERT_SCORES = """
     INSERT INTO period_score (tenant_id, player_id, period, period_key, points, reached_at)
-    SELECT c.tenant_id, s.player_id, s.period, s.period_key, s.points, c.created_at
-    FROM claimed AS c
-    CROSS JOIN LATERAL unnest(c.player_ids, c.periods, c.period_keys, c.points)
-         AS s(player_id, period, period_key, points)
-    ORDER BY s.player_id, s.period, s.period_key
+    {source}
+    ORDER BY 2, 3, 4
     ON CONFLICT (tenant_id, period, period_key, player_id) DO UPDATE
     SET points = period_score.points + excluded.points,
         reached_at = GREATEST(period_score.reached_at, excluded.reached_at)
     RETURNING tenant_id, player_id, period, period_key, points, reached_at
-)
+"""
+# The `written` rows per board, already in the Redis APPLY script's form (board_cache: a
+# JSON array of pk, score, member strings; hidden players with an empty member), so the
+# server does no per-row work: the tenant, the board, the row count and that text.
+_PACK_BOARDS = """
 SELECT w.tenant_id, w.period, w.period_key, COUNT(*) AS n,
        '[' || string_agg(
            '"' || w.player_id || '","' || (-(w.points * 100))::bigint || '","' ||
@@ -422,6 +416,59 @@ SELECT w.tenant_id, w.period, w.period_key, COUNT(*) AS n,
 FROM written AS w JOIN player AS p ON p.id = w.player_id
 GROUP BY w.tenant_id, w.period, w.period_key
 """
+
+# Rows: a ledger line's id (in the lines' order), and the parked points' id (pending).
+WRITE_BATCH_POSTGRES = (
+    _WRITE_ROWS.rstrip("\n")
+    + """, board_points AS (
+    INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, period_keys, points)
+    SELECT $6, $2, array_agg((s->>1)::int ORDER BY n), array_agg(s->>2 ORDER BY n),
+           array_agg(s->>3 ORDER BY n), array_agg((s->>4)::numeric ORDER BY n)
+    FROM jsonb_array_elements($7::jsonb) WITH ORDINALITY AS x(s, n)
+    HAVING count(*) > 0
+    RETURNING id
+)
+SELECT id, FALSE AS pending FROM new_lines
+UNION ALL
+SELECT id, TRUE FROM board_points
+"""
+)
+# Rows: a ledger line's id (in the lines' order) with NULLs, then one row per board
+# (NULL id): the tenant, period, period key, row count and packed rows.
+WRITE_BATCH_INLINE_POSTGRES = (
+    _WRITE_ROWS.rstrip("\n")
+    + ", written AS ("
+    + _UPSERT_SCORES.format(
+        source="SELECT $6, (s->>1)::int, s->>2, s->>3, (s->>4)::numeric, $2::timestamptz "
+        "FROM jsonb_array_elements($7::jsonb) AS s"
+    )
+    + """)
+SELECT id, NULL::int AS tenant_id, NULL::text AS period, NULL::text AS period_key,
+       NULL::bigint AS n, NULL::text AS packed
+FROM new_lines
+UNION ALL
+(SELECT NULL, b.* FROM ("""
+    + _PACK_BOARDS
+    + """) AS b)
+"""
+)
+
+# One pending row's points into the period scores, the row deleted in the same statement:
+# applied once, whoever runs it; the rows come back packed per board.
+SETTLE_BOARD_POINTS_POSTGRES = (
+    """
+WITH claimed AS (
+    DELETE FROM board_pending WHERE id = $1
+    RETURNING tenant_id, created_at, player_ids, periods, period_keys, points
+), written AS ("""
+    + _UPSERT_SCORES.format(
+        source="SELECT c.tenant_id, s.player_id, s.period, s.period_key, s.points, c.created_at "
+        "FROM claimed AS c CROSS JOIN LATERAL unnest(c.player_ids, c.periods, c.period_keys, "
+        "c.points) AS s(player_id, period, period_key, points)"
+    )
+    + ")"
+    + _PACK_BOARDS
+)
 
 
 # Missing wallets inserted and existing ones locked, in player order, in one statement.
@@ -443,8 +490,25 @@ SELECT {", ".join(WALLET_COLUMNS)} FROM wallet WHERE player_id = ANY($1::int[])
 """
 
 
+# PostgreSQL: batches of up to this many events add their board points before commit,
+# in the write statement: a lone event or a few coalesced ones hold their wallets' locks
+# a little longer and save the settlement's round trip and its pending row.
+INLINE_SCORES_MAX = 64
+
 # Rows per period score upsert (six values each, within SQLite's variable limit).
 SCORE_CHUNK = 500
+
+
+@dataclass(slots=True)
+class Written:
+    """What a batch's writes return: the new ledger ids in the order of the lines, and
+    its board points as written (`totals`, SQLite; `boards`, packed, PostgreSQL) or left
+    pending (`pending`, PostgreSQL's large batches)."""
+
+    ids: list[int]
+    totals: list[ScoreTotal] = field(default_factory=list)
+    boards: list[Packed] = field(default_factory=list)
+    pending: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

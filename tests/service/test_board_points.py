@@ -17,10 +17,18 @@ from tortoise import Tortoise
 from app.engine import periods
 from app.services import board_points, ingest, leaderboards
 from app.services.board_cache import pack_scores
-from app.services.ingest_store import IngestStore
+from app.services.event_input import check_event
+from app.services.ingest_store import INLINE_SCORES_MAX, IngestStore
+from app.services.rules import rules_for
 from app.services.tenants import create_tenant
 from models import Period, PeriodScore, Player, PointTransaction
 from tests.conftest import IS_POSTGRES
+
+
+def triples(text: str) -> list[tuple[str, ...]]:
+    """A packed board's (pk, score, member) triples, sorted."""
+    flat = json.loads(text)
+    return sorted(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
 
 
 async def pending_rows() -> int:
@@ -40,21 +48,25 @@ async def ledger_board_points(tenant) -> dict[int, Decimal]:
 @pytest.mark.postgres
 async def test_concurrent_batches_settle_every_point_once(rt):
     """Batches sharing players commit one after another on the wallet locks, then settle
-    their board points concurrently: every period's scores equal the ledger, nothing
-    stays pending, and Redis's boards hold the record's values."""
+    their board points concurrently, while small batches add theirs before commit: every
+    period's scores equal the ledger, nothing stays pending, no deadlock, and Redis's
+    boards hold the record's values."""
     tenant = await create_tenant("settling", preset="telco")
     rng = random.Random(5)
     names = [f"p{n}" for n in range(150)]
 
-    def batch():
+    def batch(size: int):
         return [
             ingest.EventInput(rng.choice(names), "APP_LOGIN", value=1, idempotency_key=None)
-            for _ in range(300)
+            for _ in range(size)
         ]
 
+    # Large batches park their points for after commit; small ones (at most
+    # INLINE_SCORES_MAX events) add theirs in place, under the wallet locks. Both at once.
+    sizes = [300, INLINE_SCORES_MAX, 300, 1, 300, 7]
     for _ in range(2):
         results = await asyncio.gather(
-            *(ingest.record_events(rt, tenant, batch()) for _ in range(6))
+            *(ingest.record_events(rt, tenant, batch(size)) for size in sizes)
         )
         assert all(isinstance(o, ingest.Outcome) for one in results for o in one)
     assert await pending_rows() == 0
@@ -152,10 +164,6 @@ async def test_settlement_packs_rows_as_the_python_packer_does(rt):
     await park(tenant, bob, "0.05", when)
     store = IngestStore(Tortoise.get_connection("default"), postgres=True)
 
-    def triples(text: str) -> list[tuple[str, ...]]:
-        flat = json.loads(text)
-        return sorted(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
-
     settled: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
     for pending_id in await store.pending_board_points(datetime.now(UTC) + timedelta(days=1)):
         tenant_id, boards = await store.settle_board_points(pending_id)
@@ -169,3 +177,33 @@ async def test_settlement_packs_rows_as_the_python_packer_does(rt):
         (expected,) = pack_scores(rows, {bob.id})
         assert sorted(got) == triples(expected.packed)
         assert [member for pk, _, member in got if pk == str(bob.id)] == [""]  # hidden
+
+
+@pytest.mark.postgres
+async def test_a_small_batch_adds_its_points_in_place_packed_as_the_python_packer_does(rt):
+    """A batch of at most INLINE_SCORES_MAX events leaves nothing pending: its write
+    statement upserts the period scores and packs them like board_cache.pack_scores."""
+    tenant = await create_tenant("in-place", preset="telco")
+    await ingest.record_events(rt, tenant, [ingest.EventInput("cy", "APP_LOGIN", value=1)])
+    cy = await Player.get(tenant=tenant, external_id="cy")
+    cy.hidden_from_boards = True
+    await cy.save(update_fields=["hidden_from_boards"])
+    events = [ingest.EventInput(name, "APP_LOGIN", value=1) for name in ("ann", "bob", "cy", "ann")]
+    done = await ingest._apply(
+        tenant,
+        rules_for(tenant),
+        [check_event(i, e, rules_for(tenant), datetime.now(UTC)) for i, e in enumerate(events)],
+        datetime.now(UTC),
+        dry_run=False,
+    )
+    assert done.written.pending is None and await pending_rows() == 0
+    assert {(b.period, b.period_key) for b in done.written.boards} == {
+        (str(p), k) for p, k in periods.period_keys(datetime.now(UTC).date()).items()
+    }
+    for board in done.written.boards:
+        rows = await PeriodScore.filter(
+            tenant=tenant, period=board.period, period_key=board.period_key
+        )
+        (expected,) = pack_scores(rows, {cy.id})
+        assert board.count == expected.count == 3
+        assert triples(board.packed) == triples(expected.packed)
