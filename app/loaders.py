@@ -8,7 +8,7 @@ from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
-from app.services import ledger
+from app.services import ledger, reward_items
 from app.services import players as player_service
 from app.services import rewards as reward_service
 from models import Player, Redemption, RewardItem, Team, Tenant, Wallet
@@ -59,7 +59,7 @@ class Loaders:
 
     async def _rewards(self, ids: Sequence[int]) -> list[RewardItem | None]:
         assert self.tenant is not None
-        found = await reward_service.items_by_ids(self.tenant.id, ids)
+        found = await reward_items.items_by_ids(self.tenant.id, ids)
         return [found.get(i) for i in ids]
 
     async def _teams(self, ids: Sequence[int]) -> list[Team | None]:

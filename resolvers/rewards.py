@@ -7,6 +7,7 @@ import strawberry
 from app.auth import Access
 from app.context import Info
 from app.errors import UserError as DomainUserError
+from app.services import reward_items
 from app.services import rewards as service
 from app.services.access import Viewer
 from resolvers.common import viewer
@@ -71,7 +72,7 @@ class RewardQuery:
     ) -> list[RewardItem]:
         who = viewer(info)
         try:
-            rows = await service.list_items(
+            rows = await reward_items.list_items(
                 who.tenant, category, bool(featured_only), first=first, offset=offset
             )
         except DomainUserError as exc:
@@ -183,7 +184,7 @@ class RewardMutation:
     async def create_reward_item(self, info: Info, input: RewardItemInput) -> RewardItemPayload:
         who = viewer(info, Access.ADMIN)
         try:
-            row = await service.create_item(
+            row = await reward_items.create_item(
                 who.tenant,
                 name=input.name,
                 description=input.description,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from app.runtime import Runtime
-from app.services import ingest, players, rewards
+from app.services import ingest, players, reward_items
 from app.services.tenants import ensure_tenant
 from app.settings import Settings
 from models import PlayerKind, RewardItem
@@ -43,7 +43,7 @@ async def seed_demo(settings: Settings) -> list[str]:
         have = set(await RewardItem.filter(tenant_id=tenant.id).values_list("name", flat=True))
         for name, category, cost, options in DEMO_REWARDS:
             if name not in have:
-                await rewards.create_item(
+                await reward_items.create_item(
                     tenant, name=name, category=category, points_cost=cost, **options
                 )
     finally:

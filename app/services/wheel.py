@@ -32,10 +32,10 @@ from app.services.ledger import (
     publish_points,
 )
 from app.services.players import require_player
+from app.services.reward_items import items_by_ids
 from app.services.rewards import (
     fail,
     issue_locked,
-    items_by_ids,
     locked_wallet,
     player_wallet_view,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from app.services import ledger, players, rewards
+from app.services import ledger, players, reward_items
 from models import PointTransaction, Redemption, RewardItem, Tenant, Wallet
 from tests.service.test_ledger import assert_invariant
 
@@ -21,7 +21,7 @@ async def fund(rt: Any, tenant: Tenant, player_id: str, amount: float | int) -> 
 
 async def item(tenant: Tenant, cost: float | int = 100, **options: Any) -> RewardItem:
     options.setdefault("category", "DIGITAL")
-    return await rewards.create_item(
+    return await reward_items.create_item(
         tenant, name=options.pop("name", "Extra storage"), points_cost=cost, **options
     )
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from app.errors import Forbidden, UserError
-from app.services import rewards
+from app.services import reward_items, rewards
 from app.services.players import player_channel
 from app.services.tenants import create_tenant
 from models import PointTransaction, Redemption, RewardCode, RewardItem
@@ -269,5 +269,5 @@ async def test_creating_items_checks_every_field(rt, shop):
     assert await RewardItem.all().count() == 0
     listed = await item(shop, 10, featured=True, category="DISCOUNT")
     await item(shop, 5, category="DIGITAL")
-    assert [i.id for i in await rewards.list_items(shop, featured_only=True)] == [listed.id]
-    assert len(await rewards.list_items(shop, category="DIGITAL")) == 1
+    assert [i.id for i in await reward_items.list_items(shop, featured_only=True)] == [listed.id]
+    assert len(await reward_items.list_items(shop, category="DIGITAL")) == 1
