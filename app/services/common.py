@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,3 +48,19 @@ def check_external_id(value: str, field: str = "id") -> str:
             ErrorCode.INVALID, "an id is 1-128 characters without control characters", field
         )
     return value
+
+
+def time_ordered_id(now: datetime) -> uuid.UUID:
+    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+    New rows' keys then land together at the right edge of a btree index instead of on
+    a random page of it (uuid4), which keeps the index's hot pages few."""
+    ms = int(now.timestamp() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 used
+    value = (
+        ms << 80
+        | 0x7 << 76  # version
+        | ((rand >> 62) & 0xFFF) << 64
+        | 0x2 << 62  # variant
+        | (rand & ((1 << 62) - 1))
+    )
+    return uuid.UUID(int=value)

@@ -14,7 +14,6 @@ preview.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services import board_points
 from app.services.board_cache import pack_scores
-from app.services.common import zone
+from app.services.common import time_ordered_id, zone
 from app.services.event_input import (
     CheckedEvent,
     EventInput,
@@ -253,7 +252,7 @@ async def _process(
         level_up = _level_up_view(result)
         earned_today = days[(pid, today[pid])].earned if (pid, today[pid]) in days else ZERO
         view = wallet_view(tenant, wallets[pid], earned_today)
-        event_id = uuid.uuid4()
+        event_id = time_ordered_id(now)
         outcome_data = outcome_json(result.points, result.lines, view, level_up)
         event = EventRecord(
             id=event_id,
