@@ -252,7 +252,7 @@ class IngestStore:
         INLINE_SCORES_MAX events, in the same statement, and returns them packed for
         Redis. A larger batch parks them in one `board_pending` row of this transaction,
         for `settle_board_points` to add after commit: the upserts (four rows per player,
-        on ALL_TIME moving the rank index) then run outside the wallet locks, which serialise
+        each moving the rank index) then run outside the wallet locks, which serialise
         every batch sharing a player, and the next batch's work overlaps them. The pending
         row commits with the ledger, so a crash in between loses nothing:
         `board_points.settle_left` picks up what is left."""

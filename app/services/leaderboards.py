@@ -136,14 +136,11 @@ def _where(
     join: bool = False,
 ) -> _Where:
     """The board's rows. The whole tenant's public board leaves hidden players out with
-    an anti-join on the (few) hidden ones, so that counts and pages of the ALL_TIME board
-    run on the rank index alone (the other boards' rows are fewer, and sorted); scopes,
-    own rows and `join` read the player row."""
+    an anti-join on the (few) hidden ones, so that counts and pages run on the rank
+    index alone; scopes, own rows and `join` read the player row."""
     postgres = Tortoise.get_connection("default").capabilities.dialect == "postgres"
     values: list[Any] = [tenant.id, period.value, key]
     conditions = ["s.tenant_id = $1", "s.period = $2", "s.period_key = $3"]
-    if period is Period.ALL_TIME:  # the literal lets a generic plan use the rank index
-        conditions.append("s.period = 'ALL_TIME'")  # (migration 0011: ALL_TIME only)
     join = join or scope != Scope()
     if public and not join:
         values.append(True)
@@ -172,8 +169,8 @@ def _order(where: _Where) -> str:
 
 async def _rank_of(where: _Where, points: Any, reached_at: Any, player_pk: int) -> int:
     """1 + the rows ahead of these values on the board `where` selects: more points, or
-    as many reached earlier (then a lower id). Two counts, on ALL_TIME each one range of
-    the rank index."""
+    as many reached earlier (then a lower id). Two counts, each one range of the rank
+    index."""
     a, b, c = where.mark(), where.mark(1), where.mark(2)
     value = where.points.replace("s.points", a)
     conn, text = _sql(
