@@ -168,9 +168,10 @@ class IngestStore:
         self, tenant_id: int, player_ids: Sequence[int], now: datetime
     ) -> dict[int, WalletRow]:
         """PostgreSQL: the players' wallets, created where missing and locked in one
-        statement that takes them in player order, then read. Locking the existing wallets first and
-        creating the missing ones after could deadlock: two batches would each hold a
-        wallet the other was about to create or lock (seen with four batches of 500)."""
+        statement that takes them in player order, then read. Locking the existing
+        wallets first and creating the missing ones after could deadlock: two batches
+        would each hold a wallet the other was about to create or lock (seen with four
+        batches of 500)."""
         wanted = sorted(player_ids)
         await self.conn.execute_query(LOCK_WALLETS_POSTGRES, [wanted, tenant_id, now])
         return _wallet_rows(await self.conn.execute_query_dict(READ_WALLETS_POSTGRES, [wanted]))
