@@ -46,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
+from envinfo import git_state, machine, source_fingerprint, versions
 from fanout_report import END, START, fmt, report
 from harness import (
     BENCH,
@@ -59,14 +60,10 @@ from harness import (
     base_env,
     busy_share,
     cores_busy,
-    git_state,
     log,
-    machine,
     prepare,
     proc_cpu_seconds,
     run_bench,
-    source_fingerprint,
-    versions,
 )
 from loadgen import RawClient
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from harness import CLIENT_CORE, MIB, SERVER_CORE, SOURCE_DIRS
+from envinfo import SOURCE_DIRS
+from harness import CLIENT_CORE, MIB, SERVER_CORE
 
 START, END = "<!-- fanout:start -->", "<!-- fanout:end -->"
 TARGETS_P99 = {2000: 100.0, 10000: 250.0}  # ms, issue 4

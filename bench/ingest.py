@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 from ceilings import db_ceiling
+from envinfo import git_state, machine, source_fingerprint, versions
 from harness import (
     BENCH,
     MIB,
@@ -48,18 +49,14 @@ from harness import (
     SetupError,
     backend_env,
     base_env,
-    git_state,
     gql,
     graphql_calls,
     loadgen,
     log,
-    machine,
     pg_recreate,
     pg_settle,
     prepare,
     run_bench,
-    source_fingerprint,
-    versions,
 )
 from loadgen import RECORD_EVENT, RECORD_EVENTS, EventFactory, SchemaMissing, check
 from report import END, START, failures_of, report

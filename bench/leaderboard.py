@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
+from envinfo import git_state, machine, versions
 from harness import (
     BENCH,
     MIB,
@@ -46,16 +47,13 @@ from harness import (
     Server,
     backend_env,
     base_env,
-    git_state,
     loadgen,
     log,
-    machine,
     pg_settle,
     prepare,
     redis_cleanup,
     run_bench,
     run_cli,
-    versions,
 )
 
 # Its own database and Redis prefix: the other benches may run on this machine too.

@@ -42,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
+from envinfo import git_state, machine, source_fingerprint, versions
 from harness import (
     BENCH,
     CLIENT_CORE,
@@ -54,14 +55,10 @@ from harness import (
     Processes,
     Server,
     SetupError,
-    git_state,
     gql,
     graphql_calls,
     log,
-    machine,
     run_bench,
-    source_fingerprint,
-    versions,
     write_section,
 )
 from loadgen import SchemaMissing, check

@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from harness import CLIENT_CORE, MIB, REDIS_PREFIX, SERVER_CORE, SOURCE_DIRS
+from envinfo import SOURCE_DIRS
+from harness import CLIENT_CORE, MIB, REDIS_PREFIX, SERVER_CORE
 
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 
