@@ -5,7 +5,8 @@ dates, datetimes, dataclasses and anything else orjson would encode its own way 
 through `str`, as they did before, and non-string keys become strings. Only the
 whitespace differs (none), and non-ASCII text is UTF-8 rather than \\u-escaped. An
 integer beyond 64 bits, which orjson refuses, sends the value through the standard
-library instead.
+library instead. Reading stays with the standard library, which keeps such integers
+exact where orjson makes them floats.
 """
 
 from __future__ import annotations
@@ -29,6 +30,3 @@ def dumps_bytes(value: Any) -> bytes:
 
 def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
-
-
-loads = orjson.loads

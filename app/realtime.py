@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
 from redis.asyncio import Redis
 
-from app.codec import dumps_bytes, loads
+from app.codec import dumps_bytes
 
 log = logging.getLogger("questline.realtime")
 
@@ -250,7 +251,7 @@ class Hub:
                 async for event in subscriber:
                     if event is None:
                         break
-                    message = loads(event.message)
+                    message = json.loads(event.message)  # exact: orjson reads big ints as floats
                     for queue in list(entry.queues):
                         _offer(queue, message)
                     for signal in list(entry.signals):
