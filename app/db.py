@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from app.settings import Settings
@@ -32,9 +34,35 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled PostgreSQL connection released without asyncpg's reset statement.
+
+    asyncpg resets a connection on its way back to the pool with `SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`: one more round trip on
+    every request's critical path (about 0.2 ms of a 4 ms recordEvent). Questline sets no
+    session state, takes only transaction-scoped locks, declares no cursors WITH HOLD and
+    listens on no pooled connection, so there is nothing to reset. asyncpg still rolls
+    back a transaction left open before the connection goes back (`Connection._reset`).
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def connection_config(settings: Settings) -> str | dict[str, Any]:
+    """Tortoise's connection: a URL for SQLite, its expanded form for PostgreSQL (the
+    form that can name a connection class)."""
+    url = database_url(settings)
+    if not settings.is_postgres:
+        return url
+    config = expand_db_url(url)
+    config["credentials"]["connection_class"] = PooledConnection
+    return config
+
+
 def tortoise_config(settings: Settings) -> dict[str, Any]:
     return {
-        "connections": {"default": database_url(settings)},
+        "connections": {"default": connection_config(settings)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,

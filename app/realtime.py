@@ -217,11 +217,26 @@ class Hub:
         """Send one message to every subscriber of `channel` in every process."""
         await self.publish_many([(channel, message)])
 
+    @property
+    def via_redis(self) -> bool:
+        return self._publisher is not None
+
+    def encoded(self, messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes]]:
+        """Messages as Redis publishes them (namespaced channel, payload), for a caller
+        that sends them in a script of its own; it reports back with `sent`."""
+        return [(self._name(c), dumps_bytes(m)) for c, m in messages]
+
+    def sent(self, count: int, ok: bool) -> None:
+        if ok:
+            self.published += count
+        else:
+            self.lost += count
+
     async def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         """Each message encoded once; through Redis in one script call per chunk."""
         if not messages:
             return
-        encoded = [(self._name(c), dumps_bytes(m)) for c, m in messages]
+        encoded = self.encoded(messages)
         if self._publish_many is None:
             for channel, payload in encoded:
                 await self._broadcast.publish(channel, payload)

@@ -46,41 +46,53 @@ CHUNK = 5_000
 # A rebuild refreshes its `building` lock this often; a crashed rebuilder's lock lapses.
 BUILD_LOCK_SECONDS = 120
 
-# KEYS: zset, hash, state. ARGV: expire-at (0: never), then the (pk, score, member)
-# triples as one flat JSON array of strings (one argument to encode, not three per
-# player); an empty member removes the player (hidden from public boards).
+# KEYS: (zset, hash, state) per board. ARGV: per board, in the same order, expire-at (0:
+# never) and the (pk, score, member) triples as one flat JSON array of strings (one
+# argument to encode, not three per player); an empty member removes the player (hidden
+# from public boards). Then (channel, message) pairs, published once every board is
+# written: one call, one round trip, however many boards a batch touched. A board
+# without a state is skipped (not built: it rebuilds from the record).
 APPLY = """
-if not redis.call('GET', KEYS[3]) then return -1 end
+local boards = #KEYS / 3
 local changed = 0
-local rows = cjson.decode(ARGV[2])
-for i = 1, #rows, 3 do
-  local pk, score, member = rows[i], tonumber(rows[i + 1]), rows[i + 2]
-  local old = redis.call('HGET', KEYS[2], pk)
-  if member == '' then
-    if old then
-      redis.call('ZREM', KEYS[1], old)
-      redis.call('HDEL', KEYS[2], pk)
-      changed = changed + 1
-    end
-  else
-    local keep = false
-    if old then
-      local stored = redis.call('ZSCORE', KEYS[1], old)
-      if stored and tonumber(stored) <= score then
-        keep = true
+for b = 0, boards - 1 do
+  local zset, hash, state = KEYS[3 * b + 1], KEYS[3 * b + 2], KEYS[3 * b + 3]
+  if redis.call('GET', state) then
+    local rows = cjson.decode(ARGV[2 * b + 2])
+    for i = 1, #rows, 3 do
+      local pk, score, member = rows[i], tonumber(rows[i + 1]), rows[i + 2]
+      local old = redis.call('HGET', hash, pk)
+      if member == '' then
+        if old then
+          redis.call('ZREM', zset, old)
+          redis.call('HDEL', hash, pk)
+          changed = changed + 1
+        end
       else
-        redis.call('ZREM', KEYS[1], old)
+        local keep = false
+        if old then
+          local stored = redis.call('ZSCORE', zset, old)
+          if stored and tonumber(stored) <= score then
+            keep = true
+          else
+            redis.call('ZREM', zset, old)
+          end
+        end
+        if not keep then
+          redis.call('ZADD', zset, score, member)
+          redis.call('HSET', hash, pk, member)
+          changed = changed + 1
+        end
       end
     end
-    if not keep then
-      redis.call('ZADD', KEYS[1], score, member)
-      redis.call('HSET', KEYS[2], pk, member)
-      changed = changed + 1
+    local expire_at = ARGV[2 * b + 1]
+    if expire_at ~= '0' then
+      for k = 3 * b + 1, 3 * b + 3 do redis.call('EXPIREAT', KEYS[k], expire_at) end
     end
   end
 end
-if ARGV[1] ~= '0' then
-  for k = 1, 3 do redis.call('EXPIREAT', KEYS[k], ARGV[1]) end
+for i = 2 * boards + 1, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
 end
 return changed
 """
@@ -237,31 +249,48 @@ class BoardCache:
         tenant or privacy): the players in `hidden` leave the public boards."""
         await self.apply_packed(tenant_id, timezone, pack_scores(scores, hidden))
 
-    async def apply_packed(self, tenant_id: int, timezone: str, boards: Sequence[Packed]) -> None:
-        """`apply` for rows already packed per board (PostgreSQL packs a settlement's)."""
-        await self._write(
-            {(tenant_id, b.period, b.period_key): (b.count, b.packed) for b in boards}, timezone
+    async def apply_packed(
+        self,
+        tenant_id: int,
+        timezone: str,
+        boards: Sequence[Packed],
+        announce: Sequence[tuple[str, bytes]] = (),
+    ) -> bool:
+        """`apply` for rows already packed per board (PostgreSQL packs a settlement's).
+        `announce`: Redis pub/sub (channel, payload) pairs to publish in the same call,
+        after the writes (Hub.encoded). False when Redis failed (nothing published)."""
+        return await self._write(
+            {(tenant_id, b.period, b.period_key): (b.count, b.packed) for b in boards},
+            timezone,
+            announce,
         )
 
-    async def _write(self, boards: dict[tuple[int, str, str], tuple[int, str]], tz: str) -> None:
-        if not boards:
-            return
+    async def _write(
+        self,
+        boards: dict[tuple[int, str, str], tuple[int, str]],
+        tz: str,
+        announce: Sequence[tuple[str, bytes]] = (),
+    ) -> bool:
+        if not boards and not announce:
+            return True
         count = sum(n for n, _ in boards.values())
+        keys: list[str] = []
+        args: list[Any] = []
+        for (tenant_id, period, key), (_, packed) in boards.items():
+            keys.extend(self.keys(tenant_id, period, key))
+            args.extend((self.expire_at(period, key, tz), packed))
+        for channel, payload in announce:
+            args.extend((channel, payload))
         try:
             await self._drop_stale()
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for (tenant_id, period, key), (_, packed) in boards.items():
-                    await self._apply(
-                        keys=self.keys(tenant_id, period, key),
-                        args=[self.expire_at(period, key, tz), packed],
-                        client=pipe,
-                    )
-                await pipe.execute()
-            self.stats["writes"] += count
+            await self._apply(keys=keys, args=args)
         except Exception as exc:  # Redis down: the record has it; the copy is now stale
             self.stats["lost_writes"] += count
             self._stale.update(boards)
             log.warning("leaderboard cache write failed (%s): boards will rebuild", exc)
+            return False
+        self.stats["writes"] += count
+        return True
 
     async def _drop_stale(self) -> None:
         if not self._stale:

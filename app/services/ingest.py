@@ -4,9 +4,11 @@ normalised record.
 A batch is checked item by item (a bad item is reported and skipped), then in one
 transaction on one connection the players' wallets are locked in id order, the engine
 computes every outcome in memory, and the writes (events, ledger lines, wallets, days,
-leaderboard period scores) go out together: one statement on PostgreSQL, where a large
-batch's period scores are parked in one row and added right after commit, outside the
-wallet locks (app.services.board_points), and a small one's are added in place.
+leaderboard period scores) go out together. On PostgreSQL that is three statements when
+every player exists: stored keys, players and wallet locks; wallets and days; the
+writes, where a large batch's period scores are parked in one row and added right after
+commit, outside the wallet locks (app.services.board_points), and a small one's are
+added in place.
 Subscribers hear about it only after commit. Nothing is written or published for a
 preview.
 """
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -76,19 +79,27 @@ async def _players(
     return found
 
 
-async def _wallets(
-    store: IngestStore, tenant: Tenant, player_ids: list[int], lock: bool, now: datetime
-) -> dict[int, WalletRow]:
-    if lock and store.postgres:
-        return await store.lock_wallets(tenant.id, player_ids, now)
+async def _load_state(
+    store: IngestStore,
+    tenant: Tenant,
+    player_ids: list[int],
+    days: list[date],
+    lock: Lock,
+    now: datetime,
+) -> tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]]:
+    """The players' wallets (locked for a write on PostgreSQL) and their `days`."""
+    if lock is not Lock.NONE and store.postgres:
+        if lock is Lock.TAKE:
+            await store.lock_wallets(tenant.id, player_ids, now)
+        return await store.read_state(player_ids, days)
     wallets = await store.wallets(player_ids)
     missing = [pid for pid in player_ids if pid not in wallets]
-    if missing and lock:
+    if missing and lock is not Lock.NONE:
         await store.create_wallets(tenant.id, missing, now)
         wallets = await store.wallets(player_ids)
     for pid in missing:  # a preview of a player without a wallet yet
         wallets.setdefault(pid, WalletRow(pid, ZERO, ZERO, 1, 0, 0, None, None))
-    return wallets
+    return wallets, await store.days(player_ids, days)
 
 
 def _state(wallet: WalletRow) -> PlayerState:
@@ -136,10 +147,7 @@ async def record_events(
         done = await _apply(tenant, rules, checked, now, dry_run)
     results, items = done.results, done.items
     if not dry_run and done.published:
-        # Independent after commit: the wallets' messages, and the board points settled
-        # (PostgreSQL), copied to Redis and announced. One waits on Redis while the
-        # other waits on PostgreSQL.
-        await asyncio.gather(_publish_points(rt, tenant, done), _publish_boards(rt, tenant, done))
+        await _publish(rt, tenant, done)
     for item in items:
         if item.duplicate_of is not None:
             first = results[item.duplicate_of]
@@ -150,6 +158,14 @@ async def record_events(
             else:
                 results[item.index] = first
     return [r if r is not None else UserError(ErrorCode.INVALID, "not processed") for r in results]
+
+
+class Lock(Enum):
+    """The wallets of a batch: read only (a preview), to lock, or locked already."""
+
+    NONE = "none"
+    TAKE = "take"
+    HELD = "held"
 
 
 @dataclass(slots=True)
@@ -178,17 +194,32 @@ async def _apply(
     done = _Applied(results, items)
     async with in_transaction() as conn:
         store = _store(conn)
-        done.items = await sort_duplicates(
-            tenant, items, results, rules, lambda keys: store.idempotency_hits(tenant.id, keys)
-        )
+        lock = Lock.NONE if dry_run else Lock.TAKE
+        found: list[Any] = []
+        hits: list[str] | None = None
+        if items and lock is Lock.TAKE and store.postgres:
+            # One statement: stored keys, players and (all of them found) the locks.
+            keys = sorted({item.key for item in items if item.key})
+            hits, found, all_found = await store.open_batch(
+                tenant.id, keys, [i.input.player_id for i in items], now
+            )
+            lock = Lock.HELD if all_found else Lock.TAKE
+
+        async def known_keys(keys: list[str]) -> list[str]:
+            return hits if hits is not None else await store.idempotency_hits(tenant.id, keys)
+
+        done.items = await sort_duplicates(tenant, items, results, rules, known_keys)
         todo = [item for item in done.items if item.duplicate_of is None]
         if todo:
-            players = await _players(
-                store, tenant, {i.input.player_id for i in todo}, create=not dry_run
-            )
+            if lock is Lock.HELD:
+                players = {p.external_id: p for p in found}
+            else:
+                players = await _players(
+                    store, tenant, {i.input.player_id for i in todo}, create=not dry_run
+                )
             done.by_pk = {p.id: p for p in players.values()}
             done.published, done.written = await _process(
-                store, tenant, rules, todo, players, results, now, dry_run
+                store, tenant, rules, todo, players, results, now, lock
             )
     return done
 
@@ -201,7 +232,7 @@ async def _process(
     players: dict[str, Any],
     results: list[Outcome | UserError | None],
     now: datetime,
-    dry_run: bool,
+    lock: Lock,
 ) -> tuple[list[Outcome], Written]:
     """Applies the events in order; returns the outcomes to publish after commit and
     what the writes returned (nothing written for a preview)."""
@@ -216,9 +247,10 @@ async def _process(
     today = {pid: local_day(now, tz_of[pid]) for pid in pids}
     outcomes: dict[int, Outcome] = {}
 
-    wallets = await _wallets(store, tenant, pids, not dry_run, now) if pids else {}
     wanted_days = sorted({day_of[i.index] for i in known} | set(today.values()))
-    days = await store.days(pids, wanted_days) if pids else {}
+    wallets, days = (
+        await _load_state(store, tenant, pids, wanted_days, lock, now) if pids else ({}, {})
+    )
     states = {pid: _state(wallets[pid]) for pid in pids}
     histories = await _histories(store, known, players, day_of, states)
 
@@ -318,7 +350,7 @@ async def _process(
         outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
 
     written = Written([])
-    if not dry_run and event_rows:
+    if lock is not Lock.NONE and event_rows:
         score_rows = [
             [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
         ]
@@ -415,19 +447,37 @@ def _preview_new_player(
     )
 
 
-async def _publish_boards(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
+async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
+    """After commit: the wallets' messages, the board points copied to Redis, and one
+    message per batch that tells live boards to look again (they coalesce). With Redis,
+    a small batch sends all of it in one script call, the boards written before any
+    message goes out; a large one publishes its wallets' messages while its board points
+    settle on PostgreSQL, and writes the boards after."""
+    points = _points_messages(tenant, done)
+    changed = [(boards_channel(tenant.id), {"changed": True})]
+    if rt.boards is None or not rt.hub.via_redis:
+        await rt.hub.publish_many(points + changed)
+    elif done.written.pending is None:
+        await _write_boards(rt, tenant, done, points + changed)
+    else:
+        await asyncio.gather(rt.hub.publish_many(points), _write_boards(rt, tenant, done, changed))
+
+
+async def _write_boards(
+    rt: Runtime, tenant: Tenant, done: _Applied, messages: list[tuple[str, dict[str, Any]]]
+) -> None:
+    assert rt.boards is not None
     written = done.written
     if written.pending is not None:
         written.boards = await board_points.settle(written.pending)
-    if rt.boards is not None:  # the Redis boards first: live boards then read them
-        hidden = {pk for pk, player in done.by_pk.items() if player.hidden_from_boards}
-        boards = written.boards or pack_scores(written.totals, hidden)
-        await rt.boards.apply_packed(tenant.id, tenant.timezone, boards)
-    # One message per batch tells live boards to look again (they coalesce).
-    await rt.hub.publish(boards_channel(tenant.id), {"changed": True})
+    hidden = {pk for pk, player in done.by_pk.items() if player.hidden_from_boards}
+    boards = written.boards or pack_scores(written.totals, hidden)
+    announce = rt.hub.encoded(messages)
+    ok = await rt.boards.apply_packed(tenant.id, tenant.timezone, boards, announce)
+    rt.hub.sent(len(announce), ok)
 
 
-async def _publish_points(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
+def _points_messages(tenant: Tenant, done: _Applied) -> list[tuple[str, dict[str, Any]]]:
     by_pk = done.by_pk
     messages: list[tuple[str, dict[str, Any]]] = []
     for outcome in done.published:
@@ -446,7 +496,7 @@ async def _publish_points(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
                     level_up_json(player_id, lu.from_level, lu.to_level, lu.lifetime, lu.bonus),
                 )
             )
-    await rt.hub.publish_many(messages)
+    return messages
 
 
 async def record_event(

@@ -123,18 +123,21 @@ class IngestStore:
             f"{self._in('external_id', external_ids, 2, 'text')}"
         )
         rows = await self._rows(sql, [tenant_id, *self._list(external_ids)])
-        return [
-            _PlayerRow(
-                r["id"],
-                r["external_id"],
-                r["kind"],
-                r["segment"],
-                r["timezone"],
-                _json(r["attributes"]),
-                bool(r["hidden_from_boards"]),
-            )
-            for r in rows
-        ]
+        return [_player_row(r) for r in rows]
+
+    async def open_batch(
+        self, tenant_id: int, keys: Sequence[str], external_ids: Sequence[str], now: datetime
+    ) -> tuple[list[str], list[Any], bool]:
+        """PostgreSQL, the first statement of a batch: the idempotency keys already
+        stored, the players found and, when every one of them exists, their wallets
+        created where missing and locked in player order (as `lock_wallets`). Returns
+        (hits, players, locked); when some player is missing nothing is locked, and the
+        caller creates the players and then locks them all with `lock_wallets`."""
+        wanted = sorted(set(external_ids))
+        rows = await self._rows(OPEN_BATCH_POSTGRES, [tenant_id, wanted, list(keys), now])
+        hits = [r["external_id"] for r in rows if r["id"] is None]
+        players = [_player_row(r) for r in rows if r["id"] is not None]
+        return hits, players, len(players) == len(wanted)
 
     async def create_players(self, tenant_id: int, external_ids: Sequence[str]) -> None:
         sql = (
@@ -157,24 +160,20 @@ class IngestStore:
 
     async def wallets(self, player_ids: Sequence[int]) -> dict[int, WalletRow]:
         """The wallets as they stand, unlocked (SQLite writes one transaction at a time;
-        PostgreSQL batches lock theirs with `lock_wallets`)."""
+        PostgreSQL batches lock theirs and read them with `read_state`)."""
         sql = (
             f"SELECT {', '.join(WALLET_COLUMNS)} FROM wallet WHERE "
             f"{self._in('player_id', player_ids, 1, 'int')}"
         )
         return _wallet_rows(await self._rows(sql, self._list(player_ids)))
 
-    async def lock_wallets(
-        self, tenant_id: int, player_ids: Sequence[int], now: datetime
-    ) -> dict[int, WalletRow]:
+    async def lock_wallets(self, tenant_id: int, player_ids: Sequence[int], now: datetime) -> None:
         """PostgreSQL: the players' wallets, created where missing and locked in one
-        statement that takes them in player order, then read. Locking the existing
-        wallets first and creating the missing ones after could deadlock: two batches
-        would each hold a wallet the other was about to create or lock (seen with four
-        batches of 500)."""
-        wanted = sorted(player_ids)
-        await self.conn.execute_query(LOCK_WALLETS_POSTGRES, [wanted, tenant_id, now])
-        return _wallet_rows(await self.conn.execute_query_dict(READ_WALLETS_POSTGRES, [wanted]))
+        statement that takes them in player order (`read_state` reads them). Locking the
+        existing wallets first and creating the missing ones after could deadlock: two
+        batches would each hold a wallet the other was about to create or lock (seen
+        with four batches of 500)."""
+        await self.conn.execute_query(LOCK_WALLETS_POSTGRES, [sorted(player_ids), tenant_id, now])
 
     async def create_wallets(
         self, tenant_id: int, player_ids: Iterable[int], now: datetime
@@ -188,6 +187,18 @@ class IngestStore:
             sql, [[pid, tenant_id, Decimal(0), Decimal(0), 1, 0, 0, now] for pid in player_ids]
         )
 
+    async def read_state(
+        self, player_ids: Sequence[int], days: Sequence[date]
+    ) -> tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]]:
+        """PostgreSQL, once the wallets are locked: the wallets and the players' `days`
+        in one statement (a new statement, so it sees what the batches it waited for
+        committed)."""
+        rows = await self.conn.execute_query_dict(
+            READ_STATE_POSTGRES, [sorted(player_ids), list(days)]
+        )
+        wallets = _wallet_rows(r for r in rows if r["day"] is None)
+        return wallets, _day_rows(r for r in rows if r["day"] is not None)
+
     async def days(
         self, player_ids: Sequence[int], days: Sequence[date]
     ) -> dict[tuple[int, date], DayRow]:
@@ -197,12 +208,7 @@ class IngestStore:
             f"{self._in('player_id', player_ids, 1, 'int')} AND "
             f"{self._in('day', days, second, 'date')}"
         )
-        rows = await self._rows(sql, [*self._list(player_ids), *self._list(days)])
-        out = {}
-        for r in rows:
-            row = DayRow(r["player_id"], _date(r["day"]), r["events"], _decimal(r["earned"]))
-            out[(row.player_id, row.day)] = row
-        return out
+        return _day_rows(await self._rows(sql, [*self._list(player_ids), *self._list(days)]))
 
     async def active_days(self, player_ids: Sequence[int], since: date) -> dict[int, set[date]]:
         second = 2 if self.postgres else len(player_ids) + 1
@@ -275,6 +281,11 @@ class IngestStore:
             dumps(transactions),
             events[0][1],  # the tenant: one per batch
             dumps(scores),
+            # The batch's players again, as an array: `= ANY` of it gives the planner a
+            # row estimate for the wallet update and the players' lookup (it takes any
+            # function's rows, jsonb_array_elements' included, as 100, and a small
+            # table's sequential scan would then beat 100 index probes).
+            [w.player_id for w in wallets],
         ]
         # WITH statements: execute_query fetches their rows as they come (no dicts).
         if len(events) <= INLINE_SCORES_MAX:
@@ -373,7 +384,7 @@ WITH new_events AS (
         level = (v->>3)::int, streak_current = (v->>4)::int, streak_best = (v->>5)::int,
         last_active_day = (v->>6)::date, last_event_at = (v->>7)::timestamptz, updated_at = $2
     FROM jsonb_array_elements($3::jsonb) AS v
-    WHERE w.player_id = (v->>0)::int
+    WHERE w.player_id = (v->>0)::int AND w.player_id = ANY($8::int[])
 ), upserted_days AS (
     INSERT INTO player_day (player_id, day, events, earned)
     SELECT (d->>0)::int, (d->>1)::date, (d->>2)::int, (d->>3)::numeric
@@ -414,7 +425,7 @@ SELECT w.tenant_id, w.period, w.period_key, COUNT(*) AS n,
                 ELSE lpad(((EXTRACT(EPOCH FROM w.reached_at) * 1000000)::bigint)::text, 17, '0')
                      || lpad(w.player_id::text, 12, '0') END || '"',
            ',') || ']' AS packed
-FROM written AS w JOIN player AS p ON p.id = w.player_id
+FROM written AS w JOIN player AS p ON p.id = w.player_id{players}
 GROUP BY w.tenant_id, w.period, w.period_key
 """
 
@@ -449,7 +460,7 @@ SELECT id, NULL::int AS tenant_id, NULL::text AS period, NULL::text AS period_ke
 FROM new_lines
 UNION ALL
 (SELECT NULL, b.* FROM ("""
-    + _PACK_BOARDS
+    + _PACK_BOARDS.format(players=" AND p.id = ANY($8::int[])")
     + """) AS b)
 """
 )
@@ -468,7 +479,7 @@ WITH claimed AS (
         "c.points) AS s(player_id, period, period_key, points)"
     )
     + ")"
-    + _PACK_BOARDS
+    + _PACK_BOARDS.format(players="")
 )
 
 
@@ -483,11 +494,37 @@ INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, strea
 SELECT p, $2, 0, 0, 1, 0, 0, $3 FROM unnest($1::int[]) AS p ORDER BY p
 ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at WHERE FALSE
 """
-# Read by a statement of its own once the locks are held: under READ COMMITTED a new
-# statement sees what the batches it waited for committed (the locking statement's own
-# snapshot predates them).
-READ_WALLETS_POSTGRES = f"""
-SELECT {", ".join(WALLET_COLUMNS)} FROM wallet WHERE player_id = ANY($1::int[])
+# A batch's first statement on PostgreSQL (IngestStore.open_batch): the players, the stored
+# idempotency keys (rows without an id) and, only if every player was found, the lock of
+# LOCK_WALLETS_POSTGRES. A data-modifying WITH runs whether or not the query reads it.
+OPEN_BATCH_POSTGRES = """
+WITH found AS (
+    SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards
+    FROM player WHERE tenant_id = $1 AND external_id = ANY($2::text[])
+), locked AS (
+    INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, streak_current,
+                        streak_best, updated_at)
+    SELECT id, $1, 0, 0, 1, 0, 0, $4 FROM found
+    WHERE (SELECT count(*) FROM found) = cardinality($2::text[])
+    ORDER BY id
+    ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at WHERE FALSE
+)
+SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards FROM found
+UNION ALL
+SELECT NULL, idempotency_key, NULL, NULL, NULL, NULL, NULL
+FROM event WHERE tenant_id = $1 AND idempotency_key = ANY($3::text[])
+"""
+# The wallets and the player_day rows of IngestStore.days, told apart by `day`. Read by a
+# statement of its own once the locks are held: under READ COMMITTED a new statement sees
+# what the batches it waited for committed (the locking statement's own snapshot
+# predates them).
+READ_STATE_POSTGRES = f"""
+SELECT {", ".join(WALLET_COLUMNS)}, NULL::date AS day, NULL::int AS events,
+       NULL::numeric AS earned
+FROM wallet WHERE player_id = ANY($1::int[])
+UNION ALL
+SELECT player_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, day, events, earned
+FROM player_day WHERE player_id = ANY($1::int[]) AND day = ANY($2::date[])
 """
 
 
@@ -537,6 +574,26 @@ def _wallet_rows(rows: Iterable[Any]) -> dict[int, WalletRow]:
         )
         for r in rows
     }
+
+
+def _day_rows(rows: Iterable[Any]) -> dict[tuple[int, date], DayRow]:
+    out = {}
+    for r in rows:
+        row = DayRow(r["player_id"], _date(r["day"]), r["events"], _decimal(r["earned"]))
+        out[(row.player_id, row.day)] = row
+    return out
+
+
+def _player_row(r: Any) -> _PlayerRow:
+    return _PlayerRow(
+        r["id"],
+        r["external_id"],
+        r["kind"],
+        r["segment"],
+        r["timezone"],
+        _json(r["attributes"]),
+        bool(r["hidden_from_boards"]),
+    )
 
 
 def _score_total(row: dict[str, Any]) -> ScoreTotal:

@@ -257,3 +257,30 @@ async def test_a_batch_may_hold_an_item_earlier_than_a_previous_one(client, make
     assert [o["pointsAwarded"] for o in payload["outcomes"]] == [10.0, 10.0, 15.0]
     streak = await gql(client, '{ player(id: "o") { streak { current best } } }', token=key)
     assert streak.data["player"]["streak"] == {"current": 2, "best": 2}
+
+
+async def test_a_batch_mixing_known_and_new_players_and_stored_keys(client, make_tenant):
+    """On PostgreSQL the first statement locks the wallets only when every player of the
+    batch exists; with a newcomer it creates the players first and locks them all after.
+    Either way: a stored key replays, a repeat within the batch follows its first, and
+    every wallet equals its ledger."""
+    key = await make_tenant("habits")
+    base = {"eventType": "paid_invoice", "category": "finance"}
+    await record(client, key, playerId="mix-known", value=1.0, idempotencyKey="old", **base)
+    for players in (["mix-known", "mix-known"], ["mix-known", "mix-fresh"]):
+        items = [
+            {"playerId": "mix-known", "value": 1.0, "idempotencyKey": "old", **base},
+            *({"playerId": p, "value": 2.0, **base} for p in players),
+            {"playerId": players[-1], "value": 3.0, "idempotencyKey": f"new-{players[-1]}", **base},
+            {"playerId": players[-1], "value": 3.0, "idempotencyKey": f"new-{players[-1]}", **base},
+        ]
+        result = await gql(client, BATCH, {"input": items}, token=key)
+        outcomes = result.data["recordEvents"]["outcomes"]
+        assert result.data["recordEvents"]["errors"] == []
+        assert [o["duplicate"] for o in outcomes] == [True, False, False, False, True]
+        assert [o["pointsAwarded"] for o in outcomes] == [2.0, 4.0, 4.0, 6.0, 6.0]
+        assert outcomes[-1]["event"] == outcomes[-2]["event"]
+    for external_id, balance in (("mix-known", 2 + 4 + 4 + 6 + 4), ("mix-fresh", 4 + 6)):
+        player = await Player.get(external_id=external_id).prefetch_related("wallet")
+        lines = await PointTransaction.filter(player_id=player.id).values_list("amount", flat=True)
+        assert player.wallet.balance == sum(lines) == balance

@@ -104,3 +104,32 @@ async def test_a_leaderboard_page_costs_the_same_queries_for_3_or_30_entries(
         assert len(result.data["leaderboard"]["entries"]) == first
         counts.append(count_queries.count - before)
     assert counts[0] == counts[1], counts
+
+
+SINGLE = """
+mutation($input: RecordEventInput!) {
+  recordEvent(input: $input) { outcome { pointsAwarded wallet { balance } } errors { code } }
+}"""
+
+
+@pytest.mark.postgres
+async def test_a_lone_event_of_a_known_player_is_three_statements_on_postgres(
+    client, make_tenant, count_queries
+):
+    """Stored keys, players and wallet locks; wallets and days; the writes (BEGIN and
+    COMMIT aside). A new player takes more: created, then locked."""
+    key = await make_tenant("habits")
+    event = {"playerId": "solo", "eventType": "x", "category": "finance", "value": 60}
+    await gql(client, SINGLE, {"input": event}, token=key)  # creates the player
+    counts = []
+    for n in range(2):
+        before = count_queries.count
+        result = await gql(
+            client, SINGLE, {"input": {**event, "idempotencyKey": f"k{n}"}}, token=key
+        )
+        assert result.data["recordEvent"]["outcome"]["pointsAwarded"] == 120.0
+        counts.append(count_queries.count - before)
+    assert counts == [3, 3], counts
+    before = count_queries.count
+    await gql(client, SINGLE, {"input": {**event, "playerId": "newcomer"}}, token=key)
+    assert count_queries.count - before > 3

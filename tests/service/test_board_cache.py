@@ -11,8 +11,10 @@ from decimal import Decimal
 import pytest
 from redis.asyncio import Redis
 
+from app.engine import periods
 from app.services import ingest, leaderboards, players
-from app.services.board_cache import BoardCache, ScoreRow, record_rows
+from app.services.board_cache import BoardCache, ScoreRow, pack_scores, record_rows
+from app.services.common import zone
 from app.services.tenants import create_tenant
 from models import Period, Player
 from tests.api.test_redis_restart import own_redis  # noqa: F401  (fixture)
@@ -131,6 +133,46 @@ async def test_out_of_order_and_repeated_writes_keep_the_higher_score(rt):
     assert await cache.redis.zrange(zset, 0, -1, withscores=True) == [
         (await cache.redis.hget(hash_, str(player.id)), -1000.0)
     ]
+
+
+async def test_several_boards_and_their_announcement_go_in_one_call(rt):
+    """A batch's boards are written by one script call that then publishes the given
+    messages: a subscriber told of the change reads the new scores; a board not built
+    yet is skipped (it rebuilds from the record)."""
+    tenant = await create_tenant("zannounce", preset="habits")
+    cache = rt.boards
+    await ingest.record_event(rt, tenant, ingest.EventInput("a", "x", value=10))
+    await ready(cache, tenant)
+    await ready(cache, tenant, Period.DAILY)
+    player = await Player.get(tenant=tenant, external_id="a")
+    now = datetime.now(UTC)
+    keys = periods.period_keys(periods.local_day(now, zone(tenant.timezone)))
+    rows = [
+        ScoreRow(tenant.id, player.id, period, key, Decimal(25), now)
+        for period, key in keys.items()
+    ]
+    pubsub = cache.redis.pubsub()
+    await pubsub.subscribe("zannounce-news")
+    try:
+        ok = await cache.apply_packed(
+            tenant.id,
+            tenant.timezone,
+            pack_scores(rows, hidden=()),
+            announce=[("zannounce-news", b'{"changed":true}')],
+        )
+        assert ok
+        message = None
+        while message is None:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+        assert message["data"] == b'{"changed":true}'
+        for period in ("ALL_TIME", "DAILY"):
+            zset, hash_, _ = cache.keys(tenant.id, period, keys[period])
+            member = await cache.redis.hget(hash_, str(player.id))
+            assert await cache.redis.zscore(zset, member) == -2500.0
+        # Never read, so never built: skipped, not half-written.
+        assert await cache.redis.exists(*cache.keys(tenant.id, "WEEKLY", keys["WEEKLY"])) == 0
+    finally:
+        await pubsub.aclose()
 
 
 async def test_rebuild_racing_writes_loses_nothing(rt):
