@@ -3,6 +3,9 @@ and still never carry a transaction over to the next user."""
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
+
 import pytest
 from tortoise import Tortoise
 
@@ -35,3 +38,28 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(app):
         assert await pool.fetchval("SELECT count(*) FROM pool_probe") == 0
     finally:
         await pool.execute("DROP TABLE pool_probe")
+
+
+async def test_the_batch_generic_plans_end_with_its_transaction(app):
+    """open_batch sets plan_cache_mode for the rest of the batch's transaction only: the
+    connection goes back to the pool (which no longer resets it) with the default."""
+    from tortoise.transactions import in_transaction
+
+    from app.services import ingest
+    from app.services.ingest_store import IngestStore
+    from app.services.tenants import create_tenant
+
+    tenant = await create_tenant("zplans", preset="habits")
+    await ingest.record_event(app.rt, tenant, ingest.EventInput("a", "x", value=1))
+    async with in_transaction() as conn:
+        store = IngestStore(conn, postgres=True)
+        before = await conn.execute_query_dict("SHOW plan_cache_mode")
+        hits, players, locked = await store.open_batch(tenant.id, [], ["a"], datetime.now(UTC))
+        during = await conn.execute_query_dict("SHOW plan_cache_mode")
+        assert (hits, [p.external_id for p in players], locked) == ([], ["a"], True)
+    assert before[0]["plan_cache_mode"] == "auto"
+    assert during[0]["plan_cache_mode"] == "force_generic_plan"
+    pool = Tortoise.get_connection("default")._pool
+    async with contextlib.AsyncExitStack() as stack:  # every connection, held at once
+        held = [await stack.enter_async_context(pool.acquire()) for _ in range(pool.get_size())]
+        assert [await raw.fetchval("SHOW plan_cache_mode") for raw in held] == ["auto"] * len(held)
