@@ -20,7 +20,10 @@ class Settings(BaseSettings):
     redis_url: str = ""
     questline_env: Literal["dev", "production"] = "dev"
     questline_secret: SecretStr = SecretStr(DEFAULT_SECRET)
-    db_pool_size: int = Field(10, ge=1, le=500)
+    # 20, not 10: under 50 concurrent leaderboard reads (each a few short queries) a pool
+    # of 10 is contended, and asyncio hands a freed connection to whichever request asks
+    # next, not to the longest waiter: the p99 doubled (bench/leaderboard.py, 2026-11-21).
+    db_pool_size: int = Field(20, ge=1, le=500)
     allowed_origins: Annotated[list[str], NoDecode] = []
     # GraphiQL and introspection: on in dev, off in production unless enabled.
     graphql_ide: bool | None = None
