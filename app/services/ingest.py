@@ -448,28 +448,30 @@ def _preview_new_player(
 
 
 async def _publish(rt: Runtime, tenant: Tenant, done: _Applied) -> None:
-    """After commit: the wallets' messages, the board points copied to Redis, and one
-    message per batch that tells live boards to look again (they coalesce). With Redis,
-    a small batch sends all of it in one script call, the boards written before any
-    message goes out; a large one publishes its wallets' messages while its board points
-    settle on PostgreSQL, and writes the boards after."""
+    """After commit: the wallets' messages, the board points (a large PostgreSQL batch's
+    settled first, then copied to Redis) and one message per batch that tells live
+    boards to look again (they coalesce). A small batch sends its messages after its
+    boards, in the same Redis call when there is Redis; a large one publishes its
+    wallets' messages while its board points settle."""
     points = _points_messages(tenant, done)
     changed = [(boards_channel(tenant.id), {"changed": True})]
-    if rt.boards is None or not rt.hub.via_redis:
-        await rt.hub.publish_many(points + changed)
-    elif done.written.pending is None:
-        await _write_boards(rt, tenant, done, points + changed)
+    if done.written.pending is None:
+        await _boards_then(rt, tenant, done, points + changed)
     else:
-        await asyncio.gather(rt.hub.publish_many(points), _write_boards(rt, tenant, done, changed))
+        await asyncio.gather(rt.hub.publish_many(points), _boards_then(rt, tenant, done, changed))
 
 
-async def _write_boards(
+async def _boards_then(
     rt: Runtime, tenant: Tenant, done: _Applied, messages: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    assert rt.boards is not None
+    """The batch's boards brought up to date, then `messages` published: live boards
+    read the boards when told to."""
     written = done.written
     if written.pending is not None:
         written.boards = await board_points.settle(written.pending)
+    if rt.boards is None or not rt.hub.via_redis:
+        await rt.hub.publish_many(messages)
+        return
     hidden = {pk for pk, player in done.by_pk.items() if player.hidden_from_boards}
     boards = written.boards or pack_scores(written.totals, hidden)
     announce = rt.hub.encoded(messages)

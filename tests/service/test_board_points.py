@@ -19,6 +19,7 @@ from app.services import board_points, ingest, leaderboards
 from app.services.board_cache import pack_scores
 from app.services.event_input import check_event
 from app.services.ingest_store import INLINE_SCORES_MAX, IngestStore
+from app.services.players import boards_channel
 from app.services.rules import rules_for
 from app.services.tenants import create_tenant
 from models import Period, PeriodScore, Player, PointTransaction
@@ -101,6 +102,35 @@ async def park(tenant, player: Player, points: str, when: datetime) -> None:
             [Decimal(points)] * len(keys),
         ],
     )
+
+
+@pytest.mark.postgres
+async def test_without_redis_a_large_batch_settles_before_it_answers(rt):
+    """PostgreSQL serving its boards from SQL: the batch's parked points are added before
+    record_events returns (not left to the sweep), and live boards are told after."""
+    from app.runtime import Runtime
+
+    sql_only = Runtime(rt.settings.model_copy(update={"redis_url": ""}))
+    assert sql_only.boards is None and not sql_only.hub.via_redis
+    await sql_only.hub.connect()
+    try:
+        tenant = await create_tenant("sqlboards", preset="telco")
+        size = INLINE_SCORES_MAX + 36
+        async with sql_only.hub.subscribe(boards_channel(tenant.id), signal=True) as changes:
+            outcomes = await ingest.record_events(
+                sql_only,
+                tenant,
+                [ingest.EventInput(f"s{n % 40}", "APP_LOGIN", value=1) for n in range(size)],
+            )
+            assert await pending_rows() == 0
+            await asyncio.wait_for(anext(changes), 2)
+        assert all(isinstance(o, ingest.Outcome) for o in outcomes)
+        expected = await ledger_board_points(tenant)
+        for period in Period:
+            scores = await PeriodScore.filter(tenant=tenant, period=period)
+            assert {s.player_id: s.points for s in scores} == expected, period
+    finally:
+        await sql_only.hub.disconnect()
 
 
 @pytest.mark.postgres
