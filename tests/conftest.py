@@ -131,6 +131,7 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
     async with LifespanManager(application) as manager:
         await empty_database()
         leaderboards._snapshots_seen.clear()  # ids start again with the emptied record
+        leaderboards._player_pks.clear()
         rt = application.state.rt
         if rt.redis is not None:  # the Redis boards copy the emptied record: empty too
             async for name in rt.redis.scan_iter(match=f"{settings.redis_prefix}:lb:*"):

@@ -357,10 +357,24 @@ def _sql(text: str) -> tuple[Any, str]:
     return conn, text
 
 
+# A player's primary key per (tenant, external id), per process: players are never deleted
+# nor renamed, so a found key stays right (a missing player is asked again: it may be
+# created). It saves a query on every Redis-served `around` read.
+_player_pks: dict[tuple[int, str], int] = {}
+
+
 async def _player_pk(tenant: Tenant, external_id: str) -> int | None:
+    known = _player_pks.get((tenant.id, external_id))
+    if known is not None:
+        return known
     conn, text = _sql("SELECT id FROM player WHERE tenant_id = $1 AND external_id = $2")
     rows = await conn.execute_query_dict(text, [tenant.id, external_id])
-    return rows[0]["id"] if rows else None
+    if not rows:
+        return None
+    if len(_player_pks) > 100_000:
+        _player_pks.clear()
+    pk = _player_pks[(tenant.id, external_id)] = rows[0]["id"]
+    return pk
 
 
 async def _players_with_streaks(

@@ -133,3 +133,26 @@ async def test_a_lone_event_of_a_known_player_is_three_statements_on_postgres(
     before = count_queries.count
     await gql(client, SINGLE, {"input": {**event, "playerId": "newcomer"}}, token=key)
     assert count_queries.count - before > 3
+
+
+async def test_a_player_key_is_looked_up_once_and_a_missing_one_again(
+    client, make_tenant, count_queries
+):
+    """Leaderboard reads map `around` to the player's key: once per process for a player
+    (never deleted nor renamed), every time for one that does not exist yet."""
+    from app.services import leaderboards
+    from models import Tenant
+
+    key = await make_tenant("habits")
+    tenant = await Tenant.all().order_by("-id").first()
+    assert await leaderboards._player_pk(tenant, "later") is None
+    before = count_queries.count
+    assert await leaderboards._player_pk(tenant, "later") is None
+    assert count_queries.count == before + 1  # asked again
+    await gql(
+        client, SINGLE, {"input": {"playerId": "later", "eventType": "x", "value": 1}}, token=key
+    )
+    pk = await leaderboards._player_pk(tenant, "later")
+    before = count_queries.count
+    assert await leaderboards._player_pk(tenant, "later") == pk is not None
+    assert count_queries.count == before  # remembered
