@@ -31,6 +31,9 @@ from schema import build_schema
 
 log = logging.getLogger("questline")
 
+# The cyclic GC's first-generation threshold in a server process (CPython's default: 700).
+GC_GEN0_THRESHOLD = 10_000
+
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend-demo"
 
 
@@ -81,10 +84,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 stack.push_async_callback(stop_sweeping)
             # Start-up made a large, long-lived heap (schema, models, ORM state): freeze it
             # so the cyclic GC stops rescanning it; its full passes were the long tail
-            # of request latency.
+            # of request latency. A request leaves no reference cycles behind
+            # (schema.build.ExecutionContext), so what the collector would find is the
+            # requests in flight, alive: it runs after GC_GEN0_THRESHOLD net allocations
+            # instead of 700 (measured at 50 clients: ~7% of the worker's CPU, 0.6 s
+            # in 10 s, down to 0.05 s).
             if not gc.get_freeze_count():  # once per process
                 gc.collect()
                 gc.freeze()
+                gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
             if not settings.production:
                 log.warning(
                     "DEV MODE: requests without credentials act as admin of tenant "
