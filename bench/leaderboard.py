@@ -342,7 +342,7 @@ def report(data: dict[str, Any]) -> str:
         "## Leaderboards (bench/leaderboard.py)",
         "",
         f"Measured {data['date']} on {data['machine'].get('cpu', '?')}, "
-        f"{data['machine'].get('cores', '?')} cores; pinning: {data['pinning']}; "
+        f"{data['machine'].get('nproc', '?')} cores; pinning: {data['pinning']}; "
         f"{data['git']}. Command: `{data['command']}`. Versions: "
         + ", ".join(f"{k} {v}" for k, v in data["versions"].items())
         + ".",
