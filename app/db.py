@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,6 +48,40 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
 
     def get_reset_query(self) -> str:
         return ""
+
+    async def execute(
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 - asyncpg's signature
+    ) -> str:
+        # asyncpg's Transaction.start sends exactly "BEGIN;" (no isolation options).
+        if query == "BEGIN;" and not args and _generic_plans.get():
+            query = GENERIC_BEGIN
+        return await super().execute(query, *args, timeout=timeout)
+
+
+# A transaction begun inside `generic_plans()` runs every statement on its prepared
+# generic plan (SET LOCAL: until it ends), set in the BEGIN's own round trip.
+GENERIC_BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan;"
+_generic_plans: ContextVar[bool] = ContextVar("generic_plans", default=False)
+
+
+@contextmanager
+def generic_plans() -> Iterator[None]:
+    """PostgreSQL transactions begun in this block plan their statements once per
+    connection (plan_cache_mode = force_generic_plan, for the transaction only).
+
+    For statements written for their generic plans (`= ANY(…)` on indexed keys), whose
+    custom plans PostgreSQL would otherwise keep making at every execution because the
+    parameters' arrays make them look cheaper: the ingest batch's first statement spent
+    0.6-0.9 ms planning for 0.4 ms of work. Other transactions and plain queries keep the
+    server's default."""
+    token = _generic_plans.set(True)
+    try:
+        yield
+    finally:
+        _generic_plans.reset(token)
 
 
 def connection_config(settings: Settings) -> str | dict[str, Any]:

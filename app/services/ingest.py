@@ -27,6 +27,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from app.db import generic_plans
 from app.engine import periods
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
 from app.engine.periods import local_day
@@ -100,6 +101,14 @@ async def _load_state(
     for pid in missing:  # a preview of a player without a wallet yet
         wallets.setdefault(pid, WalletRow(pid, ZERO, ZERO, 1, 0, 0, None, None))
     return wallets, await store.days(player_ids, days)
+
+
+def _candidate_days(items: Sequence[CheckedEvent], now: datetime) -> list[date]:
+    """Every local day the batch's events and `now` can fall on, whatever the players'
+    timezones (UTC-12 to UTC+14): the UTC day, the day before and the day after."""
+    utc_days = {i.occurred_at.astimezone(UTC).date() for i in items}
+    utc_days.add(now.astimezone(UTC).date())
+    return sorted({day + timedelta(days=shift) for day in utc_days for shift in (-1, 0, 1)})
 
 
 def _state(wallet: WalletRow) -> PlayerState:
@@ -192,18 +201,36 @@ async def _apply(
     ]
     items = [replace(c, duplicate_of=None) for c in checked if not isinstance(c, UserError)]
     done = _Applied(results, items)
+    with generic_plans():
+        return await _apply_in_transaction(done, tenant, rules, items, results, now, dry_run)
+
+
+async def _apply_in_transaction(
+    done: _Applied,
+    tenant: Tenant,
+    rules: PointRules,
+    items: list[CheckedEvent],
+    results: list[Outcome | UserError | None],
+    now: datetime,
+    dry_run: bool,
+) -> _Applied:
     async with in_transaction() as conn:
         store = _store(conn)
         lock = Lock.NONE if dry_run else Lock.TAKE
         found: list[Any] = []
         hits: list[str] | None = None
+        state: tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]] | None = None
         if items and lock is Lock.TAKE and store.postgres:
-            # One statement: stored keys, players and (all of them found) the locks.
+            # One statement: stored keys, players and (all of them and their wallets
+            # found) the locks, the wallets and the day rows.
             keys = sorted({item.key for item in items if item.key})
-            hits, found, all_found = await store.open_batch(
-                tenant.id, keys, [i.input.player_id for i in items], now
+            opened = await store.open_batch(
+                tenant.id, keys, [i.input.player_id for i in items], _candidate_days(items, now)
             )
-            lock = Lock.HELD if all_found else Lock.TAKE
+            hits, found = opened.hits, opened.players
+            lock = Lock.HELD if opened.locked else Lock.TAKE
+            if opened.fresh:
+                state = (opened.wallets, opened.days)
 
         async def known_keys(keys: list[str]) -> list[str]:
             return hits if hits is not None else await store.idempotency_hits(tenant.id, keys)
@@ -219,7 +246,7 @@ async def _apply(
                 )
             done.by_pk = {p.id: p for p in players.values()}
             done.published, done.written = await _process(
-                store, tenant, rules, todo, players, results, now, lock
+                store, tenant, rules, todo, players, results, now, lock, state
             )
     return done
 
@@ -233,9 +260,11 @@ async def _process(
     results: list[Outcome | UserError | None],
     now: datetime,
     lock: Lock,
+    state: tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]] | None = None,
 ) -> tuple[list[Outcome], Written]:
     """Applies the events in order; returns the outcomes to publish after commit and
-    what the writes returned (nothing written for a preview)."""
+    what the writes returned (nothing written for a preview). `state`: the players'
+    wallets and day rows, already read under their locks (by `open_batch`)."""
     by_pk = {p.id: p for p in players.values()}
     known = [i for i in items if i.input.player_id in players]
     unknown = [i for i in items if i.input.player_id not in players]  # preview of a new player
@@ -248,9 +277,12 @@ async def _process(
     outcomes: dict[int, Outcome] = {}
 
     wanted_days = sorted({day_of[i.index] for i in known} | set(today.values()))
-    wallets, days = (
-        await _load_state(store, tenant, pids, wanted_days, lock, now) if pids else ({}, {})
-    )
+    if state is not None:
+        wallets, days = state
+    elif pids:
+        wallets, days = await _load_state(store, tenant, pids, wanted_days, lock, now)
+    else:
+        wallets, days = {}, {}
     states = {pid: _state(wallets[pid]) for pid in pids}
     histories = await _histories(store, known, players, day_of, states)
 

@@ -151,37 +151,63 @@ INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, strea
 SELECT p, $2, 0, 0, 1, 0, 0, $3 FROM unnest($1::int[]) AS p ORDER BY p
 ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at WHERE FALSE
 """
-# A batch's first statement on PostgreSQL (IngestStore.open_batch): the players, the stored
-# idempotency keys (rows without an id) and, only if every player was found, the lock of
-# LOCK_WALLETS_POSTGRES. A data-modifying WITH runs whether or not the query reads it.
+# A batch's first statement on PostgreSQL (IngestStore.open_batch), its rows told apart
+# by `part`: the players found ('p'), the idempotency keys already stored ('k') and, only
+# if every player and every wallet exists, the wallets locked in player order ('w') and
+# the player_day rows of the candidate days $4 ('d'). Otherwise nothing is locked: the
+# caller creates what is missing and locks with LOCK_WALLETS_POSTGRES.
 #
-# It also sets plan_cache_mode for the rest of the transaction (set_config(…, true) is
-# SET LOCAL): the batch's next statements run on their prepared generic plans instead
-# of being planned again at every execution. PostgreSQL otherwise keeps re-planning the
-# write statement (its custom plans look cheaper: they know the array has one player),
-# which was 0.36 ms of a lone event's 0.86 ms write. The generic plans are the ones
-# these statements were written for (`= ANY` row estimates, no partial index). The
-# last branch returns no row; it makes the (volatile, so materialised) CTE run.
-OPEN_BATCH_POSTGRES = """
-WITH generic AS (
-    SELECT set_config('plan_cache_mode', 'force_generic_plan', true) AS mode
-), found AS (
+# The lock is SELECT … FOR UPDATE: under READ COMMITTED a row it had to wait for is
+# returned as the holder committed it, so the 'w' rows are current. The day rows are read
+# with the statement's snapshot, taken before any wait: each 'w' row says whether its
+# wallet is the version that snapshot sees (`fresh`). Every batch that writes a player's
+# day rows also updates that player's wallet in the same transaction, so when all are
+# fresh no batch committed this batch's players after the snapshot and the day rows are
+# current too; when one is not, the caller reads again (READ_STATE_POSTGRES), with a new
+# statement's snapshot. Without contention that saves a round trip per batch.
+#
+# The batch's transaction runs on generic plans (app.db.generic_plans), the plans these
+# statements were written for (`= ANY` on indexed keys, so index scans whatever the
+# arrays' sizes). PostgreSQL would otherwise plan this statement again at every
+# execution, its custom plans looking cheaper because they see the arrays: 0.6-0.9 ms
+# of planning for 0.4 ms of work.
+OPEN_BATCH_POSTGRES = f"""
+WITH found AS MATERIALIZED (
     SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards
     FROM player WHERE tenant_id = $1 AND external_id = ANY($2::text[])
-), locked AS (
-    INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, streak_current,
-                        streak_best, updated_at)
-    SELECT id, $1, 0, 0, 1, 0, 0, $4 FROM found
-    WHERE (SELECT count(*) FROM found) = cardinality($2::text[])
-    ORDER BY id
-    ON CONFLICT (player_id) DO UPDATE SET updated_at = excluded.updated_at WHERE FALSE
+), seen AS MATERIALIZED (
+    SELECT player_id, xmin::text AS version FROM wallet
+    WHERE player_id = ANY(ARRAY(SELECT id FROM found))
+), ready AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM found) = cardinality($2::text[])
+           AND (SELECT count(*) FROM seen) = cardinality($2::text[]) AS ok
+), locked AS MATERIALIZED (
+    SELECT {", ".join(WALLET_COLUMNS)}, xmin::text AS version FROM wallet
+    WHERE player_id = ANY(ARRAY(SELECT id FROM found)) AND (SELECT ok FROM ready)
+    ORDER BY player_id
+    FOR UPDATE
 )
-SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards FROM found
+SELECT 'p' AS part, id AS player_id, external_id, kind, segment, timezone, attributes,
+       hidden_from_boards, NULL::numeric AS balance, NULL::numeric AS lifetime_earned,
+       NULL::int AS level, NULL::int AS streak_current, NULL::int AS streak_best,
+       NULL::date AS last_active_day, NULL::timestamptz AS last_event_at,
+       NULL::boolean AS fresh, NULL::date AS day, NULL::int AS events,
+       NULL::numeric AS earned
+FROM found
 UNION ALL
-SELECT NULL, idempotency_key, NULL, NULL, NULL, NULL, NULL
+SELECT 'k', NULL, idempotency_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM event WHERE tenant_id = $1 AND idempotency_key = ANY($3::text[])
 UNION ALL
-SELECT NULL, mode, NULL, NULL, NULL, NULL, NULL FROM generic WHERE mode IS NULL
+SELECT 'w', l.player_id, NULL, NULL, NULL, NULL, NULL, NULL, l.balance, l.lifetime_earned,
+       l.level, l.streak_current, l.streak_best, l.last_active_day, l.last_event_at,
+       l.version = s.version, NULL, NULL, NULL
+FROM locked AS l JOIN seen AS s USING (player_id)
+UNION ALL
+SELECT 'd', player_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, day, events, earned
+FROM player_day
+WHERE player_id = ANY(ARRAY(SELECT player_id FROM locked)) AND day = ANY($4::date[])
 """
 # The wallets and the player_day rows of IngestStore.days, told apart by `day`. Read by a
 # statement of its own once the locks are held: under READ COMMITTED a new statement sees

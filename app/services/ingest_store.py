@@ -66,6 +66,18 @@ class DayRow:
     earned: Decimal
 
 
+@dataclass(slots=True)
+class Opened:
+    """What a batch's first statement found (IngestStore.open_batch)."""
+
+    hits: list[str]  # idempotency keys already stored
+    players: list[Any]
+    locked: bool  # every player's wallet is locked, and `wallets` holds them all
+    fresh: bool  # `wallets` and `days` are current: no wait for a lock hid a change
+    wallets: dict[int, WalletRow]
+    days: dict[tuple[int, date], DayRow]
+
+
 def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
@@ -124,18 +136,33 @@ class IngestStore:
         return [_player_row(r) for r in rows]
 
     async def open_batch(
-        self, tenant_id: int, keys: Sequence[str], external_ids: Sequence[str], now: datetime
-    ) -> tuple[list[str], list[Any], bool]:
-        """PostgreSQL, the first statement of a batch: the idempotency keys already
-        stored, the players found and, when every one of them exists, their wallets
-        created where missing and locked in player order (as `lock_wallets`). Returns
-        (hits, players, locked); when some player is missing nothing is locked, and the
-        caller creates the players and then locks them all with `lock_wallets`."""
+        self,
+        tenant_id: int,
+        keys: Sequence[str],
+        external_ids: Sequence[str],
+        days: Sequence[date],
+    ) -> Opened:
+        """PostgreSQL, the first statement of a batch (OPEN_BATCH_POSTGRES): the
+        idempotency keys already stored, the players found and, when every one of them
+        and their wallets exist, the wallets locked in player order with their state and
+        the player_day rows of `days` (candidate days: a superset of those the batch
+        needs). When something is missing nothing is locked, and the caller creates it
+        and locks with `lock_wallets`; when the state is not `fresh` it reads it again
+        with `read_state`."""
         wanted = sorted(set(external_ids))
-        rows = await self._rows(OPEN_BATCH_POSTGRES, [tenant_id, wanted, list(keys), now])
-        hits = [r["external_id"] for r in rows if r["id"] is None]
-        players = [_player_row(r) for r in rows if r["id"] is not None]
-        return hits, players, len(players) == len(wanted)
+        rows = await self._rows(OPEN_BATCH_POSTGRES, [tenant_id, wanted, list(keys), list(days)])
+        parts: dict[str, list[Any]] = {"p": [], "k": [], "w": [], "d": []}
+        for r in rows:
+            parts[r["part"]].append(r)
+        locked = bool(parts["w"])
+        return Opened(
+            hits=[r["external_id"] for r in parts["k"]],
+            players=[_player_row({**r, "id": r["player_id"]}) for r in parts["p"]],
+            locked=locked,
+            fresh=locked and all(r["fresh"] for r in parts["w"]),
+            wallets=_wallet_rows(parts["w"]),
+            days=_day_rows(parts["d"]),
+        )
 
     async def create_players(self, tenant_id: int, external_ids: Sequence[str]) -> None:
         sql = (

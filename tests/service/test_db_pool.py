@@ -4,7 +4,6 @@ and still never carry a transaction over to the next user."""
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
 
 import pytest
 from tortoise import Tortoise
@@ -41,25 +40,44 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(app):
 
 
 async def test_the_batch_generic_plans_end_with_its_transaction(app):
-    """open_batch sets plan_cache_mode for the rest of the batch's transaction only: the
-    connection goes back to the pool (which no longer resets it) with the default."""
+    """A transaction begun in generic_plans() has plan_cache_mode set from its BEGIN on;
+    the next transaction on the connection, and every pooled connection (no longer
+    reset), have the default again."""
     from tortoise.transactions import in_transaction
 
-    from app.services import ingest
-    from app.services.ingest_store import IngestStore
-    from app.services.tenants import create_tenant
+    from app.db import generic_plans
 
-    tenant = await create_tenant("zplans", preset="habits")
-    await ingest.record_event(app.rt, tenant, ingest.EventInput("a", "x", value=1))
-    async with in_transaction() as conn:
-        store = IngestStore(conn, postgres=True)
-        before = await conn.execute_query_dict("SHOW plan_cache_mode")
-        hits, players, locked = await store.open_batch(tenant.id, [], ["a"], datetime.now(UTC))
-        during = await conn.execute_query_dict("SHOW plan_cache_mode")
-        assert (hits, [p.external_id for p in players], locked) == ([], ["a"], True)
-    assert before[0]["plan_cache_mode"] == "auto"
-    assert during[0]["plan_cache_mode"] == "force_generic_plan"
     pool = Tortoise.get_connection("default")._pool
+    with generic_plans():
+        async with in_transaction() as conn:
+            during = await conn.execute_query_dict("SHOW plan_cache_mode")
+    async with in_transaction() as conn:
+        after = await conn.execute_query_dict("SHOW plan_cache_mode")
+    assert during[0]["plan_cache_mode"] == "force_generic_plan"
+    assert after[0]["plan_cache_mode"] == "auto"
     async with contextlib.AsyncExitStack() as stack:  # every connection, held at once
         held = [await stack.enter_async_context(pool.acquire()) for _ in range(pool.get_size())]
         assert [await raw.fetchval("SHOW plan_cache_mode") for raw in held] == ["auto"] * len(held)
+
+
+async def test_a_batch_first_statement_is_never_planned_again(app):
+    """The ingest transaction runs OPEN_BATCH_POSTGRES on its generic plan: PostgreSQL
+    would otherwise make a custom plan at every execution (pg_prepared_statements)."""
+    from app.services import ingest
+    from app.services.tenants import create_tenant
+
+    tenant = await create_tenant("zgeneric", preset="habits")
+    for n in range(8):
+        await ingest.record_event(app.rt, tenant, ingest.EventInput("a", "x", value=n + 1))
+    pool = Tortoise.get_connection("default")._pool
+    generic = custom = 0
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(pool.get_size()):
+            raw = await stack.enter_async_context(pool.acquire())
+            for row in await raw.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE '%locked AS MATERIALIZED%'"
+            ):
+                generic += row["generic_plans"]
+                custom += row["custom_plans"]
+    assert (generic >= 8, custom) == (True, 0)
