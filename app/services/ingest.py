@@ -4,11 +4,11 @@ normalised record.
 A batch is checked item by item (a bad item is reported and skipped), then in one
 transaction on one connection the players' wallets are locked in id order, the engine
 computes every outcome in memory, and the writes (events, ledger lines, wallets, days,
-leaderboard period scores) go out together. On PostgreSQL that is three statements when
-every player exists: stored keys, players and wallet locks; wallets and days; the
-writes, where a large batch's period scores are parked in one row and added right after
-commit, outside the wallet locks (app.services.board_points), and a small one's are
-added in place.
+leaderboard period scores) go out together. On PostgreSQL that is two statements when
+every player and wallet exists: stored keys, players, wallet locks, wallets and days
+(read again if a lock waited for a batch that changed them); the writes, where a large
+batch's period scores are parked in one row and added right after commit, outside the
+wallet locks (app.services.board_points), and a small one's are added in place.
 Subscribers hear about it only after commit. Nothing is written or published for a
 preview.
 """
