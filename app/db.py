@@ -13,6 +13,7 @@ import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.transactions import in_transaction
 
 from app.settings import Settings
 
@@ -65,6 +66,14 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
 # generic plan (SET LOCAL: until it ends), set in the BEGIN's own round trip.
 GENERIC_BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan;"
 _generic_plans: ContextVar[bool] = ContextVar("generic_plans", default=False)
+
+
+@asynccontextmanager
+async def generic_transaction() -> AsyncIterator[Any]:
+    """Tortoise's `in_transaction()`, begun inside `generic_plans()`."""
+    with generic_plans():
+        async with in_transaction() as conn:
+            yield conn
 
 
 @contextmanager

@@ -25,9 +25,8 @@ from enum import Enum
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
-from app.db import generic_plans
+from app.db import generic_transaction
 from app.engine import periods
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
 from app.engine.periods import local_day
@@ -56,6 +55,8 @@ from app.services.rules import rules_for
 from models import PointTransaction, Tenant
 
 MAX_BATCH = 1000
+# A batch's players' wallets, and their day rows by (player, day).
+_State = tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]]
 STREAK_HISTORY_DAYS = 400
 ZERO = Decimal(0)
 
@@ -87,7 +88,7 @@ async def _load_state(
     days: list[date],
     lock: Lock,
     now: datetime,
-) -> tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]]:
+) -> _State:
     """The players' wallets (locked for a write on PostgreSQL) and their `days`."""
     if lock is not Lock.NONE and store.postgres:
         if lock is Lock.TAKE:
@@ -201,25 +202,12 @@ async def _apply(
     ]
     items = [replace(c, duplicate_of=None) for c in checked if not isinstance(c, UserError)]
     done = _Applied(results, items)
-    with generic_plans():
-        return await _apply_in_transaction(done, tenant, rules, items, results, now, dry_run)
-
-
-async def _apply_in_transaction(
-    done: _Applied,
-    tenant: Tenant,
-    rules: PointRules,
-    items: list[CheckedEvent],
-    results: list[Outcome | UserError | None],
-    now: datetime,
-    dry_run: bool,
-) -> _Applied:
-    async with in_transaction() as conn:
+    async with generic_transaction() as conn:
         store = _store(conn)
         lock = Lock.NONE if dry_run else Lock.TAKE
         found: list[Any] = []
         hits: list[str] | None = None
-        state: tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]] | None = None
+        state: _State | None = None
         if items and lock is Lock.TAKE and store.postgres:
             # One statement: stored keys, players and (all of them and their wallets
             # found) the locks, the wallets and the day rows.
@@ -260,7 +248,7 @@ async def _process(
     results: list[Outcome | UserError | None],
     now: datetime,
     lock: Lock,
-    state: tuple[dict[int, WalletRow], dict[tuple[int, date], DayRow]] | None = None,
+    state: _State | None = None,
 ) -> tuple[list[Outcome], Written]:
     """Applies the events in order; returns the outcomes to publish after commit and
     what the writes returned (nothing written for a preview). `state`: the players'

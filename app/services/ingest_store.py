@@ -157,7 +157,7 @@ class IngestStore:
         locked = bool(parts["w"])
         return Opened(
             hits=[r["external_id"] for r in parts["k"]],
-            players=[_player_row({**r, "id": r["player_id"]}) for r in parts["p"]],
+            players=[_player_row(r, pk="player_id") for r in parts["p"]],
             locked=locked,
             fresh=locked and all(r["fresh"] for r in parts["w"]),
             wallets=_wallet_rows(parts["w"]),
@@ -442,9 +442,9 @@ def _day_rows(rows: Iterable[Any]) -> dict[tuple[int, date], DayRow]:
     return out
 
 
-def _player_row(r: Any) -> _PlayerRow:
+def _player_row(r: Any, pk: str = "id") -> _PlayerRow:
     return _PlayerRow(
-        r["id"],
+        r[pk],
         r["external_id"],
         r["kind"],
         r["segment"],
