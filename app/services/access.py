@@ -15,6 +15,7 @@ from app.errors import AuthError, ErrorCode, Forbidden, UserError
 from app.realtime import Hub
 from app.services.tenants import DEFAULT_TENANT, get_tenant
 from app.settings import Settings
+from app.singleflight import SingleFlight
 from models import ApiKey, Role, Tenant
 
 # Writing last_used_at on every request would cost a write per call.
@@ -25,6 +26,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 KEY_CACHE_SECONDS = 5.0
 KEYS_CHANNEL = "auth:keys"
 _verified: dict[str, tuple[float, str, Viewer]] = {}  # prefix -> (expires, key hash, viewer)
+_key_rows: SingleFlight[dict | None] = SingleFlight()  # prefix -> its row, being read
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +87,19 @@ async def _api_key_viewer(key: str) -> Viewer:
     cached = _verified.get(prefix) if prefix else None
     if cached is not None and cached[0] > time.monotonic() and auth.key_matches(key, cached[1]):
         return cached[2]
-    row = await _key_with_tenant(prefix) if prefix else None
+    row = await _key_row(prefix) if prefix else None
     if row is None or not auth.key_matches(key, row["key_hash"]):
         raise AuthError("invalid API key")
     if row["revoked"]:
         raise AuthError("this API key has been revoked")
+    cached = _verified.get(prefix)
+    if cached is not None and cached[0] > time.monotonic() and cached[1] == row["key_hash"]:
+        return cached[2]  # a caller that shared this read got here first
+    tenant = Tenant._init_from_db(**{column: row[column] for column in TENANT_COLUMNS})
+    viewer = Viewer(tenant=tenant, access=Access(row["role"]), api_key_id=row["key_id"])
+    if len(_verified) > 10_000:
+        _verified.clear()
+    _verified[prefix] = (time.monotonic() + KEY_CACHE_SECONDS, row["key_hash"], viewer)
     now = datetime.now(UTC)
     last_used = row["last_used_at"]
     if isinstance(last_used, str):
@@ -98,16 +108,20 @@ async def _api_key_viewer(key: str) -> Viewer:
         last_used = last_used.replace(tzinfo=UTC)
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         await ApiKey.filter(id=row["key_id"]).update(last_used_at=now)
-    tenant = Tenant._init_from_db(**{column: row[column] for column in TENANT_COLUMNS})
-    viewer = Viewer(tenant=tenant, access=Access(row["role"]), api_key_id=row["key_id"])
-    if len(_verified) > 10_000:
-        _verified.clear()
-    _verified[prefix] = (time.monotonic() + KEY_CACHE_SECONDS, row["key_hash"], viewer)
     return viewer
+
+
+async def _key_row(prefix: str) -> dict | None:
+    """The key's row, read once for every caller that needs it at the same time: under
+    load a busy key's cache entry expires with dozens of its requests in flight, and
+    each read the row (and, for a key used for the first time, wrote last_used_at one
+    after another on the row's lock)."""
+    return await _key_rows.run(prefix, lambda: _key_with_tenant(prefix))
 
 
 def forget_key(prefix: str) -> None:
     _verified.pop(prefix, None)
+    _key_rows.forget(prefix)  # a read begun before the revocation is not shared on
 
 
 async def listen_for_revocations(hub: Hub) -> None:

@@ -24,6 +24,7 @@ from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.services.board_cache import BoardCache
 from app.services.common import zone
+from app.singleflight import SingleFlight
 from models import (
     BoardSnapshot,
     Period,
@@ -217,6 +218,7 @@ SNAPSHOT_TOP = 100
 # kept; a no is asked again after SNAPSHOT_RECHECK seconds.
 SNAPSHOT_RECHECK = 30.0
 _snapshots_seen: dict[tuple[int, str, str], float] = {}
+_snapshot_checks: SingleFlight[bool] = SingleFlight()
 
 
 async def _snapshotted(tenant: Tenant, period: Period, key: str) -> bool:
@@ -226,7 +228,11 @@ async def _snapshotted(tenant: Tenant, period: Period, key: str) -> bool:
         return True
     if checked is not None and time.monotonic() - checked < SNAPSHOT_RECHECK:
         return False
-    found = await BoardSnapshot.exists(tenant_id=tenant.id, period=period, period_key=key)
+    # Every request in flight when the answer is due for a new look shares one query.
+    found = await _snapshot_checks.run(
+        board,
+        lambda: BoardSnapshot.exists(tenant_id=tenant.id, period=period, period_key=key),
+    )
     if len(_snapshots_seen) > 100_000:
         _snapshots_seen.clear()
     _snapshots_seen[board] = math.inf if found else time.monotonic()

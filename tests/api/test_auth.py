@@ -110,3 +110,36 @@ async def test_keys_are_stored_hashed(client):
     stored = await ApiKey.get(id=row.id)
     assert key not in (stored.key_hash, stored.prefix) and stored.key_hash != key
     assert key.startswith(f"ql_{stored.prefix}_")
+
+
+async def test_callers_missing_the_key_cache_together_share_one_read(client, settings):
+    """A busy key's cache entry expires with many of its requests in flight: they read
+    its row once (and write last_used_at once), and a wrong key with the same prefix
+    still fails."""
+    import asyncio
+    import logging
+
+    from app.errors import AuthError
+    from tests.api.test_query_counts import QueryCounter
+
+    await create_tenant("burst-auth", preset="habits")
+    _, key = await access.create_api_key("burst-auth", "admin")
+    access._verified.clear()
+    logger = logging.getLogger("tortoise.db_client")
+    counter, previous = QueryCounter(), logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(counter)
+    try:
+        viewers = await asyncio.gather(
+            *(access.authenticate(settings, key) for _ in range(20)),
+            access.authenticate(settings, key[:-4] + "xxxx"),
+            return_exceptions=True,
+        )
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(previous)
+    assert {v.tenant.slug for v in viewers[:20]} == {"burst-auth"}
+    assert isinstance(viewers[20], AuthError)
+    assert counter.count == 2  # one read of the key, one last_used_at write
+    assert (await ApiKey.get(prefix=key.split("_")[1])).last_used_at is not None
+    assert not len(access._key_rows)  # nothing left behind

@@ -252,3 +252,30 @@ async def test_points_rank_as_numbers_not_text(client, make_tenant):
         3,
         4,
     ]
+
+
+async def test_reads_that_miss_the_snapshot_flag_together_share_one_query(client, make_tenant):
+    """Every read in flight when a board's "snapshotted?" answer is due asks it once."""
+    import asyncio
+    import logging
+
+    from app.services import leaderboards
+    from models import Period, Tenant
+    from tests.api.test_query_counts import QueryCounter
+
+    await make_tenant("habits", slug="snapflag")
+    tenant = await Tenant.get(slug="snapflag")
+    leaderboards._snapshots_seen.clear()
+    logger = logging.getLogger("tortoise.db_client")
+    counter, previous = QueryCounter(), logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(counter)
+    try:
+        answers = await asyncio.gather(
+            *(leaderboards._snapshotted(tenant, Period.DAILY, "2026-11-01") for _ in range(10))
+        )
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(previous)
+    assert answers == [False] * 10
+    assert counter.count == 1
