@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.test_presets import days_ago, record
 from tests.conftest import gql
 
@@ -279,3 +281,51 @@ async def test_reads_that_miss_the_snapshot_flag_together_share_one_query(client
         logger.setLevel(previous)
     assert answers == [False] * 10
     assert counter.count == 1
+
+
+@pytest.mark.postgres
+async def test_an_sql_around_read_finds_its_player_by_tenant_and_external_id(client, make_tenant):
+    """The own-row lookup of an SQL-served `around` read goes through the player's
+    unique (tenant, external id) index: by the external id alone PostgreSQL scanned
+    every player of every tenant (120 ms at a million players)."""
+    import json
+    import logging
+
+    from tortoise import Tortoise
+
+    from app.services import leaderboards
+    from models import Period, Tenant
+
+    key = await make_tenant("habits", slug="ownrow")
+    await record(client, key, playerId="me", eventType="x", category="finance", value=5)
+    tenant = await Tenant.get(slug="ownrow")
+    seen: list[tuple[str, list]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if len(record.args or ()) == 2 and "p.external_id" in str(record.args[0]):
+                seen.append((record.args[0], record.args[1]))
+
+    logger, handler = logging.getLogger("tortoise.db_client"), Capture(logging.DEBUG)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        board = await leaderboards.board(tenant, Period.DAILY, around="me", cache=None)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    assert board.me is not None and board.me.rank == 1
+    (sql, values), *_ = seen
+    pool = Tortoise.get_connection("default")._pool
+    async with pool.acquire() as raw, raw.transaction():
+        await raw.execute("SET LOCAL enable_seqscan = off")  # a tiny table: ask for indexes
+        (plan,) = json.loads(await raw.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *values))
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    players = [n for n in nodes(plan["Plan"]) if n.get("Alias") == "p"]
+    assert players and all("tenant_id" in n.get("Index Cond", "") for n in players), plan
