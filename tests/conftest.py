@@ -8,6 +8,7 @@ executors per connection name, not per dialect: PITFALLS 8).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -281,3 +283,32 @@ def make_tenant(app: Any) -> Any:
         return key
 
     return make
+
+
+class QueryLog(logging.Handler):
+    """The statements Tortoise runs (its db_client logger, at DEBUG): how many, and
+    each one's SQL and values."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self.statements: list[tuple[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        args = record.args if isinstance(record.args, tuple) else ()
+        sql, values = (args[0], args[1]) if len(args) == 2 else (record.getMessage(), None)
+        self.statements.append((str(sql), values))
+
+
+@contextmanager
+def logged_queries() -> Iterator[QueryLog]:
+    logger = logging.getLogger("tortoise.db_client")
+    log, previous = QueryLog(), logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(log)
+    try:
+        yield log
+    finally:
+        logger.removeHandler(log)
+        logger.setLevel(previous)

@@ -9,7 +9,7 @@ import pytest
 from app.services import access
 from app.services.tenants import create_tenant
 from models import ApiKey, Player
-from tests.conftest import gql
+from tests.conftest import gql, logged_queries
 
 PLAYER = "query($id: ID!) { player(id: $id) { id displayName } }"
 UPSERT = 'mutation($id: ID!) { upsertPlayer(input: {id: $id, displayName: "X"}) { player { id } errors { code } } }'
@@ -117,27 +117,18 @@ async def test_callers_missing_the_key_cache_together_share_one_read(client, set
     its row once (and write last_used_at once), and a wrong key with the same prefix
     still fails."""
     import asyncio
-    import logging
 
     from app.errors import AuthError
-    from tests.api.test_query_counts import QueryCounter
 
     await create_tenant("burst-auth", preset="habits")
     _, key = await access.create_api_key("burst-auth", "admin")
     access._verified.clear()
-    logger = logging.getLogger("tortoise.db_client")
-    counter, previous = QueryCounter(), logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(counter)
-    try:
+    with logged_queries() as counter:
         viewers = await asyncio.gather(
             *(access.authenticate(settings, key) for _ in range(20)),
             access.authenticate(settings, key[:-4] + "xxxx"),
             return_exceptions=True,
         )
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(previous)
     assert {v.tenant.slug for v in viewers[:20]} == {"burst-auth"}
     assert isinstance(viewers[20], AuthError)
     assert counter.count == 2  # one read of the key, one last_used_at write

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.test_presets import days_ago, record
-from tests.conftest import gql
+from tests.conftest import gql, logged_queries
 
 BOARD = """
 query($period: LeaderboardPeriod!, $first: Int, $offset: Int, $around: ID, $teamId: ID, $segment: String) {
@@ -259,26 +259,17 @@ async def test_points_rank_as_numbers_not_text(client, make_tenant):
 async def test_reads_that_miss_the_snapshot_flag_together_share_one_query(client, make_tenant):
     """Every read in flight when a board's "snapshotted?" answer is due asks it once."""
     import asyncio
-    import logging
 
     from app.services import leaderboards
     from models import Period, Tenant
-    from tests.api.test_query_counts import QueryCounter
 
     await make_tenant("habits", slug="snapflag")
     tenant = await Tenant.get(slug="snapflag")
     leaderboards._snapshots_seen.clear()
-    logger = logging.getLogger("tortoise.db_client")
-    counter, previous = QueryCounter(), logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(counter)
-    try:
+    with logged_queries() as counter:
         answers = await asyncio.gather(
             *(leaderboards._snapshotted(tenant, Period.DAILY, "2026-11-01") for _ in range(10))
         )
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(previous)
     assert answers == [False] * 10
     assert counter.count == 1
 
@@ -289,7 +280,6 @@ async def test_an_sql_around_read_finds_its_player_by_tenant_and_external_id(cli
     unique (tenant, external id) index: by the external id alone PostgreSQL scanned
     every player of every tenant (120 ms at a million players)."""
     import json
-    import logging
 
     from tortoise import Tortoise
 
@@ -299,24 +289,10 @@ async def test_an_sql_around_read_finds_its_player_by_tenant_and_external_id(cli
     key = await make_tenant("habits", slug="ownrow")
     await record(client, key, playerId="me", eventType="x", category="finance", value=5)
     tenant = await Tenant.get(slug="ownrow")
-    seen: list[tuple[str, list]] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if len(record.args or ()) == 2 and "p.external_id" in str(record.args[0]):
-                seen.append((record.args[0], record.args[1]))
-
-    logger, handler = logging.getLogger("tortoise.db_client"), Capture(logging.DEBUG)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
+    with logged_queries() as log:
         board = await leaderboards.board(tenant, Period.DAILY, around="me", cache=None)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
     assert board.me is not None and board.me.rank == 1
-    (sql, values), *_ = seen
+    (sql, values), *_ = [(q, v) for q, v in log.statements if "p.external_id" in q]
     pool = Tortoise.get_connection("default")._pool
     async with pool.acquire() as raw, raw.transaction():
         await raw.execute("SET LOCAL enable_seqscan = off")  # a tiny table: ask for indexes

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from tests.conftest import gql
+from tests.conftest import gql, logged_queries
 
 BATCH = """
 mutation($input: [RecordEventInput!]!) {
@@ -20,25 +18,10 @@ PLAYERS = """{ players(first: 100) { id wallet { balance earnedToday } level { n
   streak { current } stats { totalEvents } team { name members { id } } } }"""
 
 
-class QueryCounter(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-
-
 @pytest.fixture
 def count_queries():
-    logger = logging.getLogger("tortoise.db_client")
-    handler = QueryCounter()
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
+    with logged_queries() as log:
+        yield log
 
 
 async def _batch_queries(client, key, count_queries, players: int, prefix: str) -> int:
