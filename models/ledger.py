@@ -65,7 +65,9 @@ class PlayerDay(Model):
 
 class Event(Model):
     id = fields.UUIDField(primary_key=True)
-    tenant = fields.ForeignKeyField("models.Tenant", related_name="events", db_index=False)
+    tenant = fields.ForeignKeyField(
+        "models.Tenant", related_name="events", db_index=False, db_constraint=False
+    )
     player = fields.ForeignKeyField("models.Player", related_name="events", db_index=False)
     event_type = fields.CharField(max_length=64)
     category = fields.CharField(max_length=64, null=True)
@@ -91,7 +93,9 @@ class PointTransaction(Model):
     to the wallet's balance."""
 
     id = fields.BigIntField(primary_key=True)
-    tenant = fields.ForeignKeyField("models.Tenant", related_name="transactions", db_index=False)
+    tenant = fields.ForeignKeyField(
+        "models.Tenant", related_name="transactions", db_index=False, db_constraint=False
+    )
     player = fields.ForeignKeyField("models.Player", related_name="transactions", db_index=False)
     kind = fields.CharEnumField(TransactionKind, max_length=16)
     amount = fields.DecimalField(**POINTS)
@@ -103,6 +107,7 @@ class PointTransaction(Model):
         null=True,
         db_index=True,
         on_delete=fields.SET_NULL,
+        db_constraint=False,
     )
     idempotency_key = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
