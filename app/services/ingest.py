@@ -36,7 +36,7 @@ from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services import board_points
 from app.services.board_cache import pack_scores
-from app.services.common import time_ordered_id, zone
+from app.services.common import time_ordered_ids, zone
 from app.services.event_input import (
     CheckedEvent,
     EventInput,
@@ -281,6 +281,8 @@ async def _process(
     # Leaderboard points per (player, period, key): periods follow the tenant's timezone.
     scores: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
     tenant_zone = zone(tenant.timezone)
+    event_ids = iter(time_ordered_ids(now, len(known)))
+    facts = {pid: _facts(by_pk[pid]) for pid in pids}
     for item in known:
         pid = players[item.input.player_id].id
         day = day_of[item.index]
@@ -290,7 +292,7 @@ async def _process(
             rules,
             states[pid],
             _event_facts(item, day),
-            _facts(by_pk[pid]),
+            facts[pid],
             earned_on_day=row.earned,
             history=history,
         )
@@ -304,7 +306,8 @@ async def _process(
         level_up = _level_up_view(result)
         earned_today = days[(pid, today[pid])].earned if (pid, today[pid]) in days else ZERO
         view = wallet_view(tenant, wallets[pid], earned_today)
-        event_id = time_ordered_id(now)
+        event_id = next(event_ids)
+        event_key = str(event_id)
         outcome_data = outcome_json(result.points, result.lines, view, level_up)
         event = EventRecord(
             id=event_id,
@@ -319,7 +322,7 @@ async def _process(
         )
         event_rows.append(
             [
-                str(event_id),
+                event_key,
                 tenant.id,
                 pid,
                 item.input.event_type,
@@ -350,7 +353,7 @@ async def _process(
                     entry.amount,
                     entry.balance_after,
                     entry.reason,
-                    str(event_id),
+                    event_key,
                     None,
                     now,
                 ]

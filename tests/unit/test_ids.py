@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from app.services.common import time_ordered_id
+from app.services.common import time_ordered_id, time_ordered_ids
 
 
 def test_an_event_id_is_a_version_7_uuid_carrying_its_millisecond():
@@ -21,3 +21,12 @@ def test_ids_of_later_milliseconds_sort_after_and_ids_do_not_repeat():
     assert ids == sorted(ids)
     same = {time_ordered_id(start) for _ in range(10_000)}
     assert len(same) == 10_000
+
+
+def test_a_batch_of_ids_shares_its_millisecond_and_has_no_repeats():
+    now = datetime(2026, 11, 21, 6, 15, 0, 456000, tzinfo=UTC)
+    made = time_ordered_ids(now, 5_000)
+    assert len(made) == 5_000 and len(set(made)) == 5_000
+    assert {m.version for m in made} == {7} and {m.variant for m in made} == {uuid.RFC_4122}
+    assert {m.int >> 80 for m in made} == {int(now.timestamp() * 1000)}
+    assert time_ordered_ids(now, 0) == []
