@@ -28,6 +28,18 @@ ALTER TABLE point_transaction ADD CONSTRAINT point_transaction_tenant_id_fkey
 """
 
 
+class AlterConstraintState(ops.AlterField):
+    """The field's new `db_constraint`, in the migration state only: `drop`/`add` change
+    the database. Tortoise's AlterField rebuilds an SQLite table to alter a field, and
+    the rebuilt table had lost its unique constraint and indexes."""
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
+        return None
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None):
+        return None
+
+
 async def drop(apps, schema_editor):
     if schema_editor.client.capabilities.dialect == "postgres":
         await schema_editor.client.execute_script(DROP)
@@ -44,17 +56,17 @@ class Migration(migrations.Migration):
     initial = False
 
     operations = [
-        ops.AlterField(
+        AlterConstraintState(
             model_name='Event',
             name='tenant',
             field=fields.ForeignKeyField('models.Tenant', source_field='tenant_id', db_constraint=False, to_field='id', related_name='events', on_delete=OnDelete.CASCADE),
         ),
-        ops.AlterField(
+        AlterConstraintState(
             model_name='PointTransaction',
             name='event',
             field=fields.ForeignKeyField('models.Event', source_field='event_id', null=True, db_index=True, db_constraint=False, to_field='id', related_name='transactions', on_delete=OnDelete.SET_NULL),
         ),
-        ops.AlterField(
+        AlterConstraintState(
             model_name='PointTransaction',
             name='tenant',
             field=fields.ForeignKeyField('models.Tenant', source_field='tenant_id', db_constraint=False, to_field='id', related_name='transactions', on_delete=OnDelete.CASCADE),

@@ -130,7 +130,9 @@ async def empty_database() -> None:
 async def app(settings: Settings) -> AsyncIterator[Any]:
     """The application with its lifespan running, on an empty database."""
     application = create_app(settings)
-    async with LifespanManager(application) as manager:
+    # Shutdown closes Redis step by step, each bounded at 2 s (app.asgi, app.realtime):
+    # asgi-lifespan's default 5 s could cut it short on a loaded machine (seen once).
+    async with LifespanManager(application, startup_timeout=15, shutdown_timeout=15) as manager:
         await empty_database()
         leaderboards._snapshots_seen.clear()  # ids start again with the emptied record
         leaderboards._player_pks.clear()
