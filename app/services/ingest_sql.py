@@ -22,9 +22,9 @@ WALLET_COLUMNS = (
 # rows arrive as one JSON array of arrays, encoded by orjson: asyncpg's binary encoding of
 # ~25,000 typed array elements per batch of 500 cost the server ~5x the CPU, inside the
 # wallet locks. The ledger lines name the new events without a foreign key (migration
-# 0011: no other statement writes lines that name an event). $1 events, $2 now, $3 wallets, $4 days,
-# $5 ledger lines, $6 the tenant, $7 board points (rows as `write_batch` takes them), $8
-# the batch's player ids.
+# 0011: no other statement writes lines that name an event). $1 events, $2 now, $3
+# wallets, $4 days, $5 ledger lines, $6 the tenant, $7 board points (rows as
+# `write_batch` takes them), $8 the batch's player ids.
 # A small batch adds its board points in the same statement (WRITE_BATCH_INLINE_POSTGRES);
 # a large one parks them for after commit (WRITE_BATCH_POSTGRES, board_points.settle).
 _WRITE_ROWS = """
