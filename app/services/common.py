@@ -50,16 +50,11 @@ def check_external_id(value: str, field: str = "id") -> str:
     return value
 
 
-def time_ordered_id(now: datetime) -> uuid.UUID:
-    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
-    New rows' keys then land together at the right edge of a btree index instead of on
-    a random page of it (uuid4), which keeps the index's hot pages few."""
-    return time_ordered_ids(now, 1)[0]
-
-
 def time_ordered_ids(now: datetime, count: int) -> list[uuid.UUID]:
-    """`count` ids of `now`'s millisecond (time_ordered_id), from one read of the OS's
-    random source: a batch's events took one read each."""
+    """`count` UUIDs version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random
+    bits. New rows' keys then land together at the right edge of a btree index instead
+    of on a random page of it (uuid4), which keeps the index's hot pages few. One read
+    of the OS's random source for them all: a batch's events took one read each."""
     ms = int(now.timestamp() * 1000) & ((1 << 48) - 1)
     head = ms << 80 | 0x7 << 76 | 0x2 << 62  # the millisecond, the version, the variant
     raw = os.urandom(10 * count)  # 80 bits each; 74 used
