@@ -208,9 +208,10 @@ async def _apply(
         found: list[Any] = []
         hits: list[str] | None = None
         state: _State | None = None
-        if items and lock is Lock.TAKE and store.postgres:
-            # One statement: stored keys, players and (all of them and their wallets
-            # found) the locks, the wallets and the day rows.
+        if items and lock is Lock.TAKE:
+            # One statement (SQLite: one hand-over to its thread): stored keys, players
+            # and (all of them and their wallets found) the locks, the wallets and the
+            # day rows.
             keys = sorted({item.key for item in items if item.key})
             opened = await store.open_batch(
                 tenant.id, keys, [i.input.player_id for i in items], _candidate_days(items, now)

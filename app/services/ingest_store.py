@@ -10,15 +10,18 @@ reads convert.
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from orjson import Fragment
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.timezone import UTC
 
 from app.codec import dumps
@@ -32,6 +35,10 @@ from app.services.ingest_sql import (
     WRITE_BATCH_INLINE_POSTGRES,
     WRITE_BATCH_POSTGRES,
 )
+
+# A statement and its parameters.
+_Query = tuple[str, list[Any]]
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -126,13 +133,16 @@ class IngestStore:
         """The parameters of one `_in`: a single array on PostgreSQL, spread on SQLite."""
         return [list(values)] if self.postgres else list(values)
 
-    async def players(self, tenant_id: int, external_ids: Sequence[str]) -> list[Any]:
+    def _players_query(self, tenant_id: int, external_ids: Sequence[str]) -> _Query:
         sql = (
             "SELECT id, external_id, kind, segment, timezone, attributes, hidden_from_boards "
             f"FROM player WHERE tenant_id = {self._marks(1)} AND "
             f"{self._in('external_id', external_ids, 2, 'text')}"
         )
-        rows = await self._rows(sql, [tenant_id, *self._list(external_ids)])
+        return sql, [tenant_id, *self._list(external_ids)]
+
+    async def players(self, tenant_id: int, external_ids: Sequence[str]) -> list[Any]:
+        rows = await self._rows(*self._players_query(tenant_id, external_ids))
         return [_player_row(r) for r in rows]
 
     async def open_batch(
@@ -148,8 +158,13 @@ class IngestStore:
         the player_day rows of `days` (candidate days: a superset of those the batch
         needs). When something is missing nothing is locked, and the caller creates it
         and locks with `lock_wallets`; when the state is not `fresh` it reads it again
-        with `read_state`."""
+        with `read_state`.
+
+        SQLite reads the same in one hand-over to its thread (`_open_sqlite`): its
+        transactions run one at a time, so what it reads is current and stays so."""
         wanted = sorted(set(external_ids))
+        if not self.postgres:
+            return await self._one_hop(self._open_sqlite, tenant_id, keys, wanted, days)
         rows = await self._rows(OPEN_BATCH_POSTGRES, [tenant_id, wanted, list(keys), list(days)])
         parts: dict[str, list[Any]] = {"p": [], "k": [], "w": [], "d": []}
         for r in rows:
@@ -164,6 +179,43 @@ class IngestStore:
             days=_day_rows(parts["d"]),
         )
 
+    def _open_sqlite(
+        self,
+        db: _Logged,
+        tenant_id: int,
+        keys: Sequence[str],
+        wanted: list[str],
+        days: Sequence[date],
+    ) -> Opened:
+        """SQLite, on the connection's thread: `open_batch`'s keys, players and (every
+        player and wallet found) wallets and days."""
+        hits = [r[0] for r in db.execute(*self._hits_query(tenant_id, keys))] if keys else []
+        players = [_player_row(r) for r in db.execute(*self._players_query(tenant_id, wanted))]
+        wallets: dict[int, WalletRow] = {}
+        found: dict[tuple[int, date], DayRow] = {}
+        complete = len(players) == len(wanted)
+        if complete:
+            pids = sorted(p.id for p in players)
+            wallets = _wallet_rows(db.execute(*self._wallets_query(pids)))
+            complete = len(wallets) == len(pids)
+            if complete:
+                found = _day_rows(db.execute(*self._days_query(pids, days)))
+        return Opened(hits, players, complete, complete, wallets, found)
+
+    async def _one_hop(self, work: Callable[..., _T], *args: Any) -> _T:
+        """SQLite: `work(connection, *args)` run on the connection's own thread, all its
+        statements in one hand-over. aiosqlite runs each call on that thread, and a
+        hand-over (queue, thread wake-up, event loop wake-up) costs ~140 µs of CPU,
+        twenty times a small statement's own time: a single event made a dozen. `work`
+        reads only its arguments, made for it. Errors as Tortoise raises them."""
+        conn = self.conn._connection  # the transaction's aiosqlite.Connection
+        try:
+            return await conn._execute(work, _Logged(conn._conn, self.conn.log), *args)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(exc) from exc
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(exc) from exc
+
     async def create_players(self, tenant_id: int, external_ids: Sequence[str]) -> None:
         sql = (
             "INSERT INTO player (tenant_id, external_id, kind, attributes, hidden_from_boards, "
@@ -175,22 +227,28 @@ class IngestStore:
             sql, [[tenant_id, pid, "CUSTOMER", "{}", False, now] for pid in external_ids]
         )
 
-    async def idempotency_hits(self, tenant_id: int, keys: Sequence[str]) -> list[str]:
+    def _hits_query(self, tenant_id: int, keys: Sequence[str]) -> _Query:
         sql = (
             f"SELECT idempotency_key FROM event WHERE tenant_id = {self._marks(1)} "
             f"AND {self._in('idempotency_key', keys, 2, 'text')}"
         )
-        rows = await self._rows(sql, [tenant_id, *self._list(keys)])
+        return sql, [tenant_id, *self._list(keys)]
+
+    async def idempotency_hits(self, tenant_id: int, keys: Sequence[str]) -> list[str]:
+        rows = await self._rows(*self._hits_query(tenant_id, keys))
         return [r["idempotency_key"] for r in rows]
 
     async def wallets(self, player_ids: Sequence[int]) -> dict[int, WalletRow]:
         """The wallets as they stand, unlocked (SQLite writes one transaction at a time;
         PostgreSQL batches lock theirs and read them with `read_state`)."""
+        return _wallet_rows(await self._rows(*self._wallets_query(player_ids)))
+
+    def _wallets_query(self, player_ids: Sequence[int]) -> _Query:
         sql = (
             f"SELECT {', '.join(WALLET_COLUMNS)} FROM wallet WHERE "
             f"{self._in('player_id', player_ids, 1, 'int')}"
         )
-        return _wallet_rows(await self._rows(sql, self._list(player_ids)))
+        return sql, self._list(player_ids)
 
     async def lock_wallets(self, tenant_id: int, player_ids: Sequence[int], now: datetime) -> None:
         """PostgreSQL: the players' wallets, created where missing and locked in one
@@ -227,13 +285,16 @@ class IngestStore:
     async def days(
         self, player_ids: Sequence[int], days: Sequence[date]
     ) -> dict[tuple[int, date], DayRow]:
+        return _day_rows(await self._rows(*self._days_query(player_ids, days)))
+
+    def _days_query(self, player_ids: Sequence[int], days: Sequence[date]) -> _Query:
         second = 2 if self.postgres else len(player_ids) + 1
         sql = (
             f"SELECT player_id, day, events, earned FROM player_day WHERE "
             f"{self._in('player_id', player_ids, 1, 'int')} AND "
             f"{self._in('day', days, second, 'date')}"
         )
-        return _day_rows(await self._rows(sql, [*self._list(player_ids), *self._list(days)]))
+        return sql, [*self._list(player_ids), *self._list(days)]
 
     async def active_days(self, player_ids: Sequence[int], since: date) -> dict[int, set[date]]:
         second = 2 if self.postgres else len(player_ids) + 1
@@ -245,26 +306,6 @@ class IngestStore:
         for r in await self._rows(sql, [*self._list(player_ids), since]):
             out[r["player_id"]].add(_date(r["day"]))
         return out
-
-    async def insert_events(self, rows: list[list[Any]]) -> None:
-        sql = (
-            "INSERT INTO event (id, tenant_id, player_id, event_type, category, value, "
-            "occurred_at, recorded_at, source, metadata, points_awarded, idempotency_key, "
-            f"payload_hash, outcome) VALUES ({self._marks(14)})"
-        )
-        await self.conn.execute_many(sql, rows)
-
-    async def insert_transactions(self, rows: list[list[Any]]) -> list[int]:
-        """Ids in the order of `rows` (ids are assigned in insertion order)."""
-        values = ", ".join(f"({self._marks(9, 9 * i + 1)})" for i in range(len(rows)))
-        sql = (
-            "INSERT INTO point_transaction (tenant_id, player_id, kind, amount, "
-            "balance_after, reason, event_id, idempotency_key, created_at) "
-            f"VALUES {values} RETURNING id"
-        )
-        # execute_query drops the rows of an INSERT; execute_query_dict keeps RETURNING's.
-        result = await self.conn.execute_query_dict(sql, [v for row in rows for v in row])
-        return sorted(r["id"] for r in result)
 
     async def write_batch(
         self,
@@ -287,15 +328,16 @@ class IngestStore:
         each moving the rank index) then run outside the wallet locks, which serialise
         every batch sharing a player, and the next batch's work overlaps them. The pending
         row commits with the ledger, so a crash in between loses nothing:
-        `board_points.settle_left` picks up what is left."""
+        `board_points.settle_left` picks up what is left.
+
+        SQLite runs its five writes in one hand-over to its thread (`_write_sqlite`)."""
         if not self.postgres:
             for row in events:
                 row[13] = dumps(row[13])
-            await self.insert_events(events)
-            ids = await self.insert_transactions(transactions) if transactions else []
-            await self.update_wallets(wallets, now)
-            await self.upsert_days(days)
-            return Written(ids, totals=await self.add_scores(scores, now))
+            ids, totals = await self._one_hop(
+                self._write_sqlite, events, transactions, wallets, list(days), scores, now
+            )
+            return Written(ids, totals=totals)
         for row in events:
             row[9] = Fragment(row[9])  # the metadata, already JSON text
         values = [
@@ -343,9 +385,50 @@ class IngestStore:
         )
         return [r["id"] for r in rows]
 
+    def _write_sqlite(
+        self,
+        db: _Logged,
+        events: list[list[Any]],
+        transactions: list[list[Any]],
+        wallets: list[WalletRow],
+        days: list[DayRow],
+        scores: list[list[Any]],
+        now: datetime,
+    ) -> tuple[list[int], list[ScoreTotal]]:
+        """SQLite, on the connection's thread: events, ledger lines (their new ids in
+        the order of the lines: ids are assigned in insertion order), wallets, days and
+        period scores (the rows as they now stand)."""
+        db.executemany(EVENT_INSERT, events)
+        ids = []
+        if transactions:
+            ids = sorted(r[0] for r in db.execute(*self._transactions_query(transactions)))
+        db.executemany(*self._wallets_update(wallets, now))
+        db.executemany(*self._days_upsert(days))
+        totals = []
+        for query in self._scores_queries(scores, now):
+            totals += [_score_total(r) for r in db.execute(*query)]
+        return ids, totals
+
+    def _transactions_query(self, rows: list[list[Any]]) -> _Query:
+        values = ", ".join(f"({self._marks(9, 9 * i + 1)})" for i in range(len(rows)))
+        sql = (
+            "INSERT INTO point_transaction (tenant_id, player_id, kind, amount, "
+            "balance_after, reason, event_id, idempotency_key, created_at) "
+            f"VALUES {values} RETURNING id"
+        )
+        return sql, [v for row in rows for v in row]
+
     async def add_scores(self, rows: list[list[Any]], now: datetime) -> list[ScoreTotal]:
         """Adds points to period score rows; returns the rows as they now stand."""
         totals: list[ScoreTotal] = []
+        for query in self._scores_queries(rows, now):
+            totals += [_score_total(r) for r in await self.conn.execute_query_dict(*query)]
+        return totals
+
+    def _scores_queries(self, rows: list[list[Any]], now: datetime) -> list[_Query]:
+        """The upserts that add `rows` (tenant, player, period, key, points) to the period
+        scores, returning the rows as they then stand, SCORE_CHUNK rows each."""
+        queries: list[_Query] = []
         # In (player, period, key) order, the order every writer locks these rows in.
         rows = sorted(rows, key=lambda r: (r[1], r[2], r[3]))
         for start in range(0, len(rows), SCORE_CHUNK):
@@ -358,33 +441,50 @@ class IngestStore:
                 f"reached_at = {self._latest('period_score.reached_at', 'excluded.reached_at')} "
                 "RETURNING player_id, period, period_key, points, reached_at"
             )
-            result = await self.conn.execute_query_dict(
-                sql, [v for row in chunk for v in (*row, now)]
-            )
-            totals += [_score_total(r) for r in result]
-        return totals
+            queries.append((sql, [v for row in chunk for v in (*row, now)]))
+        return queries
 
-    async def update_wallets(self, rows: list[WalletRow], now: datetime) -> None:
+    def _wallets_update(self, rows: list[WalletRow], now: datetime) -> tuple[str, list[Any]]:
+        """SQLite: the wallets' new state, one parameter row per wallet (executemany)."""
         sql = (
-            f"UPDATE wallet SET balance = {self._marks(1)}, lifetime_earned = "
-            f"{self._marks(1, 2)}, level = {self._marks(1, 3)}, streak_current = "
-            f"{self._marks(1, 4)}, streak_best = {self._marks(1, 5)}, last_active_day = "
-            f"{self._marks(1, 6)}, last_event_at = {self._marks(1, 7)}, updated_at = "
-            f"{self._marks(1, 8)} WHERE player_id = {self._marks(1, 9)}"
+            "UPDATE wallet SET balance = ?, lifetime_earned = ?, level = ?, streak_current = ?, "
+            "streak_best = ?, last_active_day = ?, last_event_at = ?, updated_at = ? "
+            "WHERE player_id = ?"
         )
-        await self.conn.execute_many(
-            sql,
-            [[*w.state_values(), now, w.player_id] for w in rows],
-        )
+        return sql, [[*w.state_values(), now, w.player_id] for w in rows]
 
-    async def upsert_days(self, rows: Iterable[DayRow]) -> None:
+    def _days_upsert(self, rows: Iterable[DayRow]) -> tuple[str, list[Any]]:
+        """SQLite: the players' day rows, one parameter row per day (executemany)."""
         sql = (
-            f"INSERT INTO player_day (player_id, day, events, earned) VALUES "
-            f"({self._marks(4)}) ON CONFLICT (player_id, day) DO UPDATE SET "
-            "events = excluded.events, earned = excluded.earned"
+            "INSERT INTO player_day (player_id, day, events, earned) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (player_id, day) DO UPDATE SET events = excluded.events, "
+            "earned = excluded.earned"
         )
-        await self.conn.execute_many(sql, [[r.player_id, r.day, r.events, r.earned] for r in rows])
+        return sql, [[r.player_id, r.day, r.events, r.earned] for r in rows]
 
+
+class _Logged:
+    """A sqlite3 connection whose statements are logged as Tortoise logs its own (debug,
+    `tortoise.db_client`): statements run in one hand-over stay visible and counted."""
+
+    def __init__(self, db: sqlite3.Connection, log: logging.Logger) -> None:
+        self.db, self.log = db, log
+
+    def execute(self, sql: str, values: Sequence[Any]) -> sqlite3.Cursor:
+        self.log.debug("%s: %s", sql, values)
+        return self.db.execute(sql, values)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        self.log.debug("%s: %s", sql, rows)
+        return self.db.executemany(sql, rows)
+
+
+# SQLite: a batch's events, one parameter row per event (executemany).
+EVENT_INSERT = (
+    "INSERT INTO event (id, tenant_id, player_id, event_type, category, value, occurred_at, "
+    "recorded_at, source, metadata, points_awarded, idempotency_key, payload_hash, outcome) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 # PostgreSQL: batches of up to this many events add their board points before commit,
 # in the write statement: a lone event or a few coalesced ones hold their wallets' locks
