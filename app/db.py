@@ -93,14 +93,14 @@ def generic_plans() -> Iterator[None]:
         _generic_plans.reset(token)
 
 
-def connection_config(settings: Settings) -> str | dict[str, Any]:
-    """Tortoise's connection: a URL for SQLite, its expanded form for PostgreSQL (the
-    form that can name a connection class)."""
-    url = database_url(settings)
-    if not settings.is_postgres:
-        return url
-    config = expand_db_url(url)
-    config["credentials"]["connection_class"] = PooledConnection
+def connection_config(settings: Settings) -> dict[str, Any]:
+    """Tortoise's connection in its expanded form, the form that can name an engine
+    (SQLite's, app.sqlite_engine) and a connection class (PostgreSQL's)."""
+    config = expand_db_url(database_url(settings))
+    if settings.is_postgres:
+        config["credentials"]["connection_class"] = PooledConnection
+    else:  # transactions begun in one hand-over to aiosqlite's thread
+        config["engine"] = "app.sqlite_engine"
     return config
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import aiosqlite
 import pytest
+from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
@@ -34,7 +35,7 @@ def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_known_players_events_take_five_hand_overs_however_many(rt, hand_overs):
+async def test_known_players_events_take_four_hand_overs_however_many(rt, hand_overs):
     tenant = await create_tenant("hops", preset="telco")
     now = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
     names = [f"p{n}" for n in range(40)]
@@ -58,8 +59,8 @@ async def test_known_players_events_take_five_hand_overs_however_many(rt, hand_o
         # Statements run in one hand-over are still logged (and counted) one by one:
         # the key check, players, wallets, days; events, lines, wallets, days, scores.
         assert log.count == 9, log.count
-    # BEGIN (after Tortoise's commit of nothing), the batch's reads, its writes, COMMIT.
-    assert counts == [5, 5], counts
+    # BEGIN (app.sqlite_engine), the batch's reads, its writes, COMMIT.
+    assert counts == [4, 4], counts
     assert await Event.filter(tenant=tenant).count() == 81
     for name in ("p0", "p39"):  # what the hand-overs wrote adds up
         wallet = await Wallet.get(player__tenant=tenant, player__external_id=name)
@@ -82,3 +83,24 @@ async def test_one_hop_reports_errors_as_tortoise_does(rt):
         with pytest.raises(OperationalError):
             await store._one_hop(lambda db: db.execute("SELECT * FROM no_such_table", []))
     assert await Player.filter(tenant=tenant).count() == 1
+
+
+async def test_a_transaction_left_open_is_rolled_back_before_the_next_begins(rt):
+    """A COMMIT that failed leaves SQLite's transaction open: the next transaction rolls
+    it back (Tortoise's own begin would have committed it) and begins its own."""
+    tenant = await create_tenant("left-open", preset="telco")
+    client = Tortoise.get_connection("default")
+    raw = client._connection
+    await raw.execute("BEGIN")
+    await raw.execute(
+        "INSERT INTO player (tenant_id, external_id, kind, attributes, hidden_from_boards, "
+        "created_at) VALUES (?, 'ghost', 'CUSTOMER', '{}', 0, ?)",
+        [tenant.id, datetime.now(UTC)],
+    )
+    assert raw.in_transaction
+    async with in_transaction():
+        await Player.create(tenant=tenant, external_id="real", attributes={})
+    assert not raw.in_transaction
+    assert sorted(await Player.filter(tenant=tenant).values_list("external_id", flat=True)) == [
+        "real"
+    ]
