@@ -394,9 +394,12 @@ def summarise(
         "events_burst_ok": ok_burst,
         "event_failures": [r[3] for r in [*steady, *burst] if not r[2]][:5],
         "deliveries_steady": len(steady_lat),
-        "missing_steady": hot_subs * ok_steady - len(steady_lat),
         "deliveries_burst": len(burst_recv),
-        "missing_burst": hot_subs * ok_burst - len(burst_recv),
+        # Deliveries are counted against the events whose sending the sender saw succeed;
+        # an event whose mutation timed out at the sender may still be recorded and
+        # delivered: those deliveries are counted apart, never as negative missing ones.
+        **_shortfall("steady", hot_subs * ok_steady, len(steady_lat)),
+        **_shortfall("burst", hot_subs * ok_burst, len(burst_recv)),
         "expected_total": expected,
         "p50_ms": percentile(steady_lat, 0.50),
         "p99_ms": percentile(steady_lat, 0.99),
@@ -413,6 +416,15 @@ def summarise(
         "failed": sum(r["failed"] for r in reports) + (record.get("connect_failed") or 0),
         "client_cpu_s": round(sum(r["cpu_s"] for r in reports), 2),
         "client_errors": [e for r in reports for e in r["errors"]][:5],
+    }
+
+
+def _shortfall(phase: str, expected: int, delivered: int) -> dict[str, int]:
+    """Deliveries missing from those expected, and deliveries beyond them (of events whose
+    send failed at the sender but which the server recorded and delivered anyway)."""
+    return {
+        f"missing_{phase}": max(expected - delivered, 0),
+        f"unconfirmed_{phase}": max(delivered - expected, 0),
     }
 
 

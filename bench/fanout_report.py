@@ -49,6 +49,7 @@ ROWS = (
     ("burst: first send to last delivery, s", "burst_s", "s"),
     ("leaderboardChanged updates received (all board subscribers)", "board_updates", "n"),
     ("deliveries missing (steady + burst)", "missing", "n"),
+    ("deliveries of events whose send failed at the sender", "unconfirmed", "n"),
     ("subscriptions failed or closed", "lost", "n"),
 )
 
@@ -56,6 +57,8 @@ ROWS = (
 def value_of(m: dict[str, Any], name: str) -> float | None:
     if name == "missing":
         return m["missing_steady"] + m["missing_burst"]
+    if name == "unconfirmed":  # absent from runs recorded before it was counted
+        return m.get("unconfirmed_steady", 0) + m.get("unconfirmed_burst", 0)
     if name == "lost":
         return m["failed"] + m["closed"]
     return m.get(name)
