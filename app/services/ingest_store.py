@@ -317,7 +317,7 @@ class IngestStore:
         now: datetime,
     ) -> Written:
         """All of a batch's writes. `events` rows: the event table's columns in
-        `insert_events` order, the metadata as JSON text and the outcome as a dict (both
+        `EVENT_INSERT` order, the metadata as JSON text and the outcome as a dict (both
         encoded here; the rows are consumed). `scores` rows: tenant id, player id, period,
         period key, points to add.
 
