@@ -399,12 +399,12 @@ class IngestStore:
         the order of the lines: ids are assigned in insertion order), wallets, days and
         period scores (the rows as they now stand)."""
         db.executemany(EVENT_INSERT, events)
-        ids = []
+        ids: list[int] = []
         if transactions:
             ids = sorted(r[0] for r in db.execute(*self._transactions_query(transactions)))
         db.executemany(*self._wallets_update(wallets, now))
         db.executemany(*self._days_upsert(days))
-        totals = []
+        totals: list[ScoreTotal] = []
         for query in self._scores_queries(scores, now):
             totals += [_score_total(r) for r in db.execute(*query)]
         return ids, totals
@@ -444,7 +444,7 @@ class IngestStore:
             queries.append((sql, [v for row in chunk for v in (*row, now)]))
         return queries
 
-    def _wallets_update(self, rows: list[WalletRow], now: datetime) -> tuple[str, list[Any]]:
+    def _wallets_update(self, rows: list[WalletRow], now: datetime) -> _Query:
         """SQLite: the wallets' new state, one parameter row per wallet (executemany)."""
         sql = (
             "UPDATE wallet SET balance = ?, lifetime_earned = ?, level = ?, streak_current = ?, "
@@ -453,7 +453,7 @@ class IngestStore:
         )
         return sql, [[*w.state_values(), now, w.player_id] for w in rows]
 
-    def _days_upsert(self, rows: Iterable[DayRow]) -> tuple[str, list[Any]]:
+    def _days_upsert(self, rows: Iterable[DayRow]) -> _Query:
         """SQLite: the players' day rows, one parameter row per day (executemany)."""
         sql = (
             "INSERT INTO player_day (player_id, day, events, earned) VALUES (?, ?, ?, ?) "
