@@ -27,6 +27,7 @@ from app.runtime import Runtime
 from app.services import board_points
 from app.services.access import listen_for_revocations
 from app.settings import Settings
+from app.ws_frames import FrameWriterMiddleware
 from schema import build_schema
 
 log = logging.getLogger("questline")
@@ -140,7 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if folder.is_dir():
             routes.append(Mount("/", StaticFiles(directory=folder, html=True)))
             break
-    middleware = []
+    middleware = [Middleware(FrameWriterMiddleware)]  # sees uvicorn's own `send`
     if settings.allowed_origins:
         middleware.append(
             Middleware(

@@ -37,6 +37,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from app.errors import AuthError
 from app.realtime import SubscriberTooSlow
+from app.ws_frames import frame_writer
 
 BACKLOG = 256  # frames waiting for one slow socket before it is dropped (the queue size)
 
@@ -118,13 +119,29 @@ class _Continue:
                     return stop.value
 
 
+_encoded: tuple[str, bytes] = ("", b"")
+_direct_frames = 0  # frames written straight to a transport (app.ws_frames), per process
+
+
+def _utf8(text: str) -> bytes:
+    """`text` encoded, once for all the members a payload is offered to in a row."""
+    global _encoded
+    if _encoded[0] is not text:
+        _encoded = (text, text.encode())
+    return _encoded[1]
+
+
 class WebSocketSink:
     """One subscriber's socket. `offer` writes now when the socket takes it at once
-    (nearly always); otherwise frames queue, in order, for a task of its own."""
+    (nearly always): straight to the transport where uvicorn's protocol allows it
+    (app.ws_frames), else through ASGI; otherwise frames queue, in order, for a task
+    of its own."""
 
     def __init__(self, websocket: WebSocket, operation_id: str) -> None:
         self.websocket = websocket
+        self.frames = frame_writer(websocket.scope)
         self.head = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
+        self.head_bytes = self.head.encode()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.backlog: deque[str] | None = None  # set while the writer task runs
         self.writer: asyncio.Task[None] | None = None
@@ -134,16 +151,24 @@ class WebSocketSink:
         return self.websocket.send({"type": "websocket.send", "text": text})
 
     def offer(self, payload: str) -> None:
+        global _direct_frames
         if self.lost or self.done.done():
             return
-        text = self.head + payload + "}"
         if self.backlog is not None:
             if len(self.backlog) >= BACKLOG:
                 self.fail(SubscriberTooSlow("subscriber fell too far behind; re-query"))
             else:
-                self.backlog.append(text)
+                self.backlog.append(self.head + payload + "}")
             return
-        coro = self._send(text)
+        if self.frames is not None:
+            try:
+                if self.frames.write_text((self.head_bytes, _utf8(payload), b"}")):
+                    _direct_frames += 1
+                    return
+            except Exception:  # the socket is gone; the handler ends the operation
+                self.lost = True
+                return
+        coro = self._send(self.head + payload + "}")
         try:
             yielded = coro.send(None)
         except StopIteration:
@@ -244,6 +269,7 @@ def stats() -> dict[str, int]:
         "feeds": len(_FEEDS),
         "feed_subscribers": sum(len(f.sinks) for f in _FEEDS.values()),
         "feed_renders": _feed_renders,
+        "direct_frames": _direct_frames,
     }
 
 

@@ -17,8 +17,12 @@ class GraphQLWebSocket:
         self.next_id = 0
 
     @classmethod
-    async def connect(cls, url: str, payload: dict[str, Any] | None = None) -> GraphQLWebSocket:
-        ws = await websockets.connect(url, subprotocols=[PROTOCOL])
+    async def connect(
+        cls, url: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> GraphQLWebSocket:
+        """`options` go to websockets.connect (e.g. compression=None: no
+        permessage-deflate, which the library offers by default)."""
+        ws = await websockets.connect(url, subprotocols=[PROTOCOL], **options)
         client = cls(ws)
         await client.send({"type": "connection_init", "payload": payload or {}})
         ack = await client.receive()

@@ -199,3 +199,42 @@ async def test_many_viewers_of_one_player_share_one_rendering_per_document(
     assert after - before == 2  # one per document, not one per subscriber
     for ws in [*viewers, small]:
         await ws.close()
+
+
+async def test_frames_go_straight_to_each_socket_compressed_or_not(
+    live_server_factory, callcenter_key
+):
+    """app.ws_frames: a client without permessage-deflate gets the frame built by the
+    server's own header code, one with it (websockets offers it by default, as browsers
+    do) a compressed frame from the connection's framing; both written without the ASGI
+    send, both the same message."""
+    server = live_server_factory()
+    auth = {"Authorization": f"Bearer {callcenter_key}"}
+    plain = await GraphQLWebSocket.connect(server.ws_url, auth, compression=None)
+    deflate = await GraphQLWebSocket.connect(server.ws_url, auth)
+    assert [type(e).__name__ for e in plain.ws.protocol.extensions] == []
+    assert [type(e).__name__ for e in deflate.ws.protocol.extensions] == ["PerMessageDeflate"]
+    ops = [await ws.subscribe(POINTS, {"id": "framed"}) for ws in (plain, deflate)]
+    await wait_for_subscribers(server, 2)
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"{server.url}/readyz")).json()["realtime"]["direct_frames"]
+
+    for n in range(3):  # in order, each one whole
+        await post(
+            server,
+            callcenter_key,
+            RECORD,
+            {"input": {"playerId": "framed", "eventType": "call_completed"}},
+        )
+        received = [await ws.receive() for ws in (plain, deflate)]
+        for message, op in zip(received, ops, strict=True):
+            assert message["id"] == op and message["type"] == "next"
+            change = message["payload"]["data"]["pointsChanged"]
+            assert change["amount"] == 10.0
+            assert change["wallet"]["balance"] == 10.0 * (n + 1)
+        assert received[0]["payload"] == received[1]["payload"]
+    async with httpx.AsyncClient() as client:
+        after = (await client.get(f"{server.url}/readyz")).json()["realtime"]["direct_frames"]
+    assert after - before == 6
+    for ws in (plain, deflate):
+        await ws.close()

@@ -16,6 +16,7 @@ from app.realtime import SubscriberTooSlow
 
 class Socket:
     def __init__(self) -> None:
+        self.scope: dict = {}  # not uvicorn: no FrameWriter, sends go through ASGI
         self.sent: list[str] = []
         self.writable = asyncio.Event()
         self.writable.set()
