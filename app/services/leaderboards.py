@@ -168,19 +168,98 @@ def _order(where: _Where) -> str:
     return f"ORDER BY {where.points} DESC, s.reached_at ASC, s.player_id ASC"
 
 
-async def _rank_of(where: _Where, points: Any, reached_at: Any, player_pk: int) -> int:
-    """1 + the rows ahead of these values on the board `where` selects: more points, or
-    as many reached earlier (then a lower id). Two counts, each one range of the rank
-    index."""
+def _ahead(where: _Where) -> str:
+    """How many rows of the board `where` selects rank ahead of the values in the marks
+    after its own (points, reached at, player id): more points, or as many reached
+    earlier (then a lower id). Two counts, each one range of the rank index."""
     a, b, c = where.mark(), where.mark(1), where.mark(2)
     value = where.points.replace("s.points", a)
-    conn, text = _sql(
-        f"SELECT (SELECT COUNT(*) {where.sql} AND {where.points} > {value}) + "
+    return (
+        f"(SELECT COUNT(*) {where.sql} AND {where.points} > {value}) + "
         f"(SELECT COUNT(*) {where.sql} AND {where.points} = {value} AND "
-        f"(s.reached_at, s.player_id) < ({b}, {c})) AS n"
+        f"(s.reached_at, s.player_id) < ({b}, {c}))"
     )
-    rows = await conn.execute_query_dict(text, [*where.values, points, reached_at, player_pk])
-    return int(rows[0]["n"]) + 1
+
+
+def _around_parts(where: _Where, first: int) -> str:
+    """The statement of an `around` page (see _sql_around), its rows told apart by
+    `part`: the board's size ('t'), the rows ahead of the player ('a'), and up to
+    `first // 2` rows just ahead ('b1': as many points, 'b2': more) and `first` rows
+    from the player on ('f1': as many points, the player included when on the board,
+    'f2': fewer), each nearest first (`n`). Every part is one range of the rank index
+    read from the player's place, so no part scans the rows between the top and the
+    player, which an OFFSET did."""
+    a, b, c = where.mark(), where.mark(1), where.mark(2)
+    value = where.points.replace("s.points", a)
+    mine = f"({b}, {c})"
+    points = where.points.replace("s.points", "x.points")
+    half = first // 2
+
+    def part(name: str, condition: str, order: str, limit: int) -> str:
+        inner = order.replace("x.", "s.")
+        return (
+            f"SELECT '{name}' AS part, x.player_id, x.points, "
+            f"ROW_NUMBER() OVER (ORDER BY {order}) AS n FROM ("
+            f"SELECT s.player_id, s.points, s.reached_at {where.sql} AND {condition} "
+            f"ORDER BY {inner} LIMIT {limit}) AS x"
+        )
+
+    parts = [
+        "SELECT 't' AS part, CAST(NULL AS INTEGER) AS player_id, "
+        f"CAST(NULL AS NUMERIC) AS points, COUNT(*) AS n {where.sql}",
+        f"SELECT 'a', CAST(NULL AS INTEGER), CAST(NULL AS NUMERIC), {_ahead(where)}",
+        part(
+            "b1",
+            f"{where.points} = {value} AND (s.reached_at, s.player_id) < {mine}",
+            "x.reached_at DESC, x.player_id DESC",
+            half,
+        ),
+        part(
+            "b2",
+            f"{where.points} > {value}",
+            f"{points} ASC, x.reached_at DESC, x.player_id DESC",
+            half,
+        ),
+        part(
+            "f1",
+            f"{where.points} = {value} AND (s.reached_at, s.player_id) >= {mine}",
+            "x.reached_at ASC, x.player_id ASC",
+            first,
+        ),
+        part("f2", f"{where.points} < {value}", f"{points} DESC, x.reached_at, x.player_id", first),
+    ]
+    return " UNION ALL ".join(parts)
+
+
+async def _sql_around(where: _Where, own: dict[str, Any], first: int) -> _Ranking:
+    """The page of `first` rows centred on a player (`own`: their score row, found even
+    when hidden from the board), in one statement: the board's size, the player's
+    rank, up to `first // 2` rows just ahead of the player, then the player (when on
+    the board) and the rows after. The same page as an OFFSET of rank - 1 - first // 2
+    from the top, floored at 0 (tests/service/test_sql_ranking.py)."""
+    conn, text = _sql(_around_parts(where, first))
+    found = await conn.execute_query_dict(
+        text, [*where.values, own["points"], own["reached_at"], own["player_id"]]
+    )
+    counts: dict[str, int] = {}
+    rows: dict[str, list[tuple[int, Any, Any]]] = {"b1": [], "b2": [], "f1": [], "f2": []}
+    for r in found:
+        if r["player_id"] is None:
+            counts[r["part"]] = int(r["n"])
+        else:
+            rows[r["part"]].append((int(r["n"]), r["player_id"], r["points"]))
+    for part in rows.values():
+        part.sort(key=lambda row: row[0])
+    before = (rows["b1"] + rows["b2"])[: first // 2][::-1]
+    after = (rows["f1"] + rows["f2"])[: first - len(before)]
+    ahead = counts["a"]
+    start = ahead - len(before)  # the page's first row's place (0-based)
+    ranked = [
+        (start + i + 1, pk, Decimal(str(points)), None)
+        for i, (_, pk, points) in enumerate(before + after)
+    ]
+    me = (ahead + 1, own["player_id"], Decimal(str(own["points"])))
+    return _Ranking(counts["t"], ranked, me, None)
 
 
 async def _previous(
@@ -423,9 +502,6 @@ async def _sql_ranking(
     tenant: Tenant, period: Period, key: str, scope: Scope, first: int, offset: int, around
 ) -> _Ranking:
     where = _where(tenant, period, key, scope)
-    conn, text = _sql(f"SELECT COUNT(*) AS n {where.sql}")
-    total = int((await conn.execute_query_dict(text, where.values))[0]["n"])
-    me = None
     if around is not None:
         # The player's own row, found even when hidden: players always see their rank.
         own = _where(tenant, period, key, scope, public=False, join=True)
@@ -438,10 +514,9 @@ async def _sql_ranking(
         )
         found = await conn.execute_query_dict(text, [*own.values, around])
         if found:  # centre the page on that player
-            row = found[0]
-            my_rank = await _rank_of(where, row["points"], row["reached_at"], row["player_id"])
-            offset = max(my_rank - 1 - first // 2, 0)
-            me = (my_rank, row["player_id"], Decimal(str(row["points"])))
+            return await _sql_around(where, found[0], first)
+    conn, text = _sql(f"SELECT COUNT(*) AS n {where.sql}")
+    total = int((await conn.execute_query_dict(text, where.values))[0]["n"])
     conn, text = _sql(
         f"SELECT s.player_id, s.points {where.sql} {_order(where)} "
         f"LIMIT {int(first)} OFFSET {int(offset)}"
@@ -451,7 +526,7 @@ async def _sql_ranking(
         (offset + i + 1, r["player_id"], Decimal(str(r["points"])), None)
         for i, r in enumerate(rows)
     ]
-    return _Ranking(total, ranked, me, None)
+    return _Ranking(total, ranked, None, None)
 
 
 async def _cached_ranking(
