@@ -238,3 +238,78 @@ async def test_frames_go_straight_to_each_socket_compressed_or_not(
     assert after - before == 6
     for ws in (plain, deflate):
         await ws.close()
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_with_a_reason_and_others_get_all(
+    live_server_factory, make_tenant
+):
+    """Frames go straight to the transport only while it takes them: a client that stops
+    reading fills the sockets' buffers, then uvicorn's (the transport pauses writing),
+    then each of its subscriptions' backlogs, and those subscriptions end with an error
+    that says why; a client that reads on gets every message, in order. The slow
+    client holds 40 subscriptions of the channel, so that megabytes wait for it within
+    one batch of events."""
+    import websockets
+
+    from tests.wsclient import PROTOCOL
+
+    key = await make_tenant("habits")  # no daily cap: every event earns
+    server = live_server_factory()
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"{server.url}/readyz")).json()["subscriptions"]
+    fast = await GraphQLWebSocket.connect(server.ws_url, auth, compression=None)
+    slow = GraphQLWebSocket(
+        await websockets.connect(
+            server.ws_url,
+            subprotocols=[PROTOCOL],
+            compression=None,
+            ping_interval=None,  # its pongs would wait behind what it does not read
+        )
+    )
+    await slow.send({"type": "connection_init", "payload": auth})
+    assert (await slow.receive())["type"] == "connection_ack"
+    fast_op = await fast.subscribe(POINTS, {"id": "busy"})
+    slow_ops = {await slow.subscribe(POINTS, {"id": "busy"}) for _ in range(40)}
+    await wait_for_subscribers(server, before + 41)
+
+    batch = """mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) {
+      outcomes { wallet { balance } } errors { code } } }"""
+    event = {"playerId": "busy", "eventType": "x", "category": "finance", "value": 1}
+    received, balance = 0, 0.0
+    async with httpx.AsyncClient() as client:
+        for _ in range(4):  # until the slow client's subscriptions are dropped
+            data = await post(server, key, batch, {"input": [event] * 1000})
+            assert data["recordEvents"]["errors"] == []
+            final = data["recordEvents"]["outcomes"][-1]["wallet"]["balance"]
+            while balance < final:  # the reading client gets every ledger line, in order
+                message = await fast.receive()
+                assert message["id"] == fast_op and message["type"] == "next"
+                line = message["payload"]["data"]["pointsChanged"]["transaction"]
+                assert line["balanceAfter"] == balance + line["amount"]  # none missing
+                balance, received = line["balanceAfter"], received + 1
+            ready = (await client.get(f"{server.url}/readyz")).json()
+            if ready["subscriptions"] == before + 1:
+                break
+        else:
+            raise AssertionError("the subscriptions of the client that stopped reading stayed")
+
+    nexts = {op: 0 for op in slow_ops}
+    reasons: dict[str, str] = {}
+    done: set[str] = set()
+    while len(done) < len(slow_ops):  # it reads again: what was sent, the reason, the end
+        message = await slow.receive()
+        op = message["id"]
+        assert op not in done
+        if message["type"] == "complete":
+            done.add(op)
+        elif "errors" in message.get("payload", {}):
+            reasons[op] = message["payload"]["errors"][0]["message"]
+        else:
+            assert message["type"] == "next" and op not in reasons
+            nexts[op] += 1
+    assert set(reasons) == slow_ops
+    assert all("too far behind" in reason for reason in reasons.values()), reasons
+    assert all(n < received for n in nexts.values())
+    for ws in (fast, slow):
+        await ws.close()
