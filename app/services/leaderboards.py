@@ -186,9 +186,9 @@ def _around_parts(where: _Where, first: int) -> str:
     `part`: the board's size ('t'), the rows ahead of the player ('a'), and up to
     `first // 2` rows just ahead ('b1': as many points, 'b2': more) and `first` rows
     from the player on ('f1': as many points, the player included when on the board,
-    'f2': fewer), each nearest first (`n`). Every part is one range of the rank index
-    read from the player's place, so no part scans the rows between the top and the
-    player, which an OFFSET did."""
+    'f2': fewer), each nearest first (`n`). The size counts the whole board; every other
+    part is one range of the rank index read from the player's place, so none scans the
+    rows between the top and the player, which an OFFSET did."""
     a, b, c = where.mark(), where.mark(1), where.mark(2)
     value = where.points.replace("s.points", a)
     mine = f"({b}, {c})"
