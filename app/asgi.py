@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
-from app import live
+from app import live, shutdown
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime
@@ -36,6 +36,15 @@ log = logging.getLogger("questline")
 GC_GEN0_THRESHOLD = 10_000
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend-demo"
+
+
+def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return cancel
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -54,35 +63,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         # Tortoise, Redis and the hub in one nest: a failure half-way closes what opened.
-        async with (
-            RegisterTortoise(app, config=tortoise_config(settings)),
-            contextlib.AsyncExitStack() as stack,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            # Closed in reverse order, each step bounded and timed (app.shutdown).
+            orm = RegisterTortoise(app, config=tortoise_config(settings))
+            await orm.init_orm()
+            # Tortoise bounds the pool's close at 10 s (then terminates it).
+            stack.push_async_callback(shutdown.step("the database pool", orm.close_orm, 15))
+            stack.push_async_callback(shutdown.report_held_connections)
             if settings.redis_url:
                 redis = Redis.from_url(settings.redis_url)
-                stack.push_async_callback(redis.aclose)
+                stack.push_async_callback(shutdown.step("the Redis client", redis.aclose, 2))
                 rt.use_redis(redis)
-                stack.push_async_callback(rt.boards.close)  # type: ignore[union-attr]
+                boards = rt.boards
+                assert boards is not None
+                stack.push_async_callback(shutdown.step("board rebuilds", boards.close, 2))
             await rt.hub.connect()
-            stack.push_async_callback(rt.hub.disconnect)
+            stack.push_async_callback(shutdown.step("the hub", rt.hub.disconnect, 6))
+            # In-flight events finish (their callers get outcomes) before the pool closes.
+            stack.push_async_callback(shutdown.step("queued events", rt.coalescer.wait_idle, 5))
             revocations = asyncio.create_task(listen_for_revocations(rt.hub))
-
-            async def stop_listening() -> None:  # before the hub closes its connections
-                revocations.cancel()
-                # Bounded: a stalled Redis unsubscribe must not hold up shutdown.
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await asyncio.wait_for(revocations, 2)
-
-            stack.push_async_callback(stop_listening)
+            # Before the hub closes its connections: a stalled unsubscribe is cut off.
+            stack.push_async_callback(
+                shutdown.step("the revocation listener", _cancel(revocations), 2)
+            )
             if settings.is_postgres:  # board points a crashed batch left pending
                 sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))
-
-                async def stop_sweeping() -> None:
-                    sweep.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweep
-
-                stack.push_async_callback(stop_sweeping)
+                stack.push_async_callback(shutdown.step("the board sweep", _cancel(sweep), 2))
             # Start-up made a large, long-lived heap (schema, models, ORM state): freeze it
             # so the cyclic GC stops rescanning it; its full passes were the long tail
             # of request latency. A request leaves no reference cycles behind

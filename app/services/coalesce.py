@@ -50,6 +50,12 @@ class Coalescer:
         # The drain finishes the work even if this caller goes away.
         return await asyncio.shield(future)
 
+    async def wait_idle(self) -> None:
+        """Returns once every queued event is applied (shutdown: the callers get their
+        outcomes before the database closes)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def _drain(self, rt: Runtime, queue: _Queue) -> None:
         from app.services.ingest import record_events
 
