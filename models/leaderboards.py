@@ -23,7 +23,9 @@ class PeriodScore(Model):
 
     id = fields.BigIntField(primary_key=True)
     tenant = fields.ForeignKeyField("models.Tenant", related_name="period_scores", db_index=False)
-    player = fields.ForeignKeyField("models.Player", related_name="period_scores", db_index=True)
+    # Found by player through the unique key, which leads with the player: a board row
+    # updated with fewer indexes to maintain (migration 0013).
+    player = fields.ForeignKeyField("models.Player", related_name="period_scores", db_index=False)
     period = fields.CharEnumField(Period, max_length=8)
     period_key = fields.CharField(max_length=16)  # 2026-11-20, 2026-W47, 2026-11, all
     points = fields.DecimalField(**POINTS, default=0)
@@ -33,7 +35,7 @@ class PeriodScore(Model):
 
     class Meta:
         table = "period_score"
-        unique_together = (("tenant", "period", "period_key", "player"),)
+        unique_together = (("player", "tenant", "period", "period_key"),)
         # The rank index, in board order (points DESC, reached_at, player_id), is made by
         # migration 0009 in SQL: the model's index options cannot say DESC.
 

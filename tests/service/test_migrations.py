@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from app.db import tortoise_config
+from app.settings import Settings
+from tests.conftest import DATABASE_URL, IS_POSTGRES, RUN_ID, _admin_execute
 
 
 async def test_no_model_change_lacks_a_migration(app, settings):
@@ -94,3 +99,136 @@ async def test_every_declared_index_exists_after_the_migrations(app):
         if (table, columns, True) not in found and (unique or (table, columns, False) not in found)
     ]
     assert missing == [], missing
+
+
+async def _migrate_to(settings: Settings, target: str) -> None:
+    from tortoise.migrations.api import migrate
+
+    try:
+        await migrate(config=tortoise_config(settings), target=target)
+    finally:
+        await Tortoise.close_connections()
+        EXECUTOR_CACHE.clear()
+
+
+class _Scratch:
+    """A database of its own for a migration test, queried without Tortoise."""
+
+    def __init__(self, tmp_path: Any) -> None:
+        if IS_POSTGRES:
+            parts = urlsplit(DATABASE_URL)
+            name = f"{parts.path.lstrip('/') or 'questline'}_m13_{RUN_ID}"
+            self.url = urlunsplit(parts._replace(path=f"/{name}", query=""))
+        else:
+            self.url = f"sqlite://{tmp_path / 'm13.sqlite3'}"
+        self.settings = Settings(database_url=self.url)
+
+    async def create(self) -> None:
+        if IS_POSTGRES:
+            name = urlsplit(self.url).path.lstrip("/")
+            await _admin_execute(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await _admin_execute(self.url, f'CREATE DATABASE "{name}"')
+
+    async def drop(self) -> None:
+        if IS_POSTGRES:
+            name = urlsplit(self.url).path.lstrip("/")
+            await _admin_execute(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def run(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        if IS_POSTGRES:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.url.replace("postgres://", "postgresql://", 1))
+            try:
+                return [tuple(r) for r in await conn.fetch(sql, *args)]
+            finally:
+                await conn.close()
+        with sqlite3.connect(self.url[len("sqlite://") :]) as conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            return conn.execute(sql.replace("$1", "?").replace("$2", "?"), args).fetchall()
+
+    async def indexes(self) -> set[tuple[tuple[str, ...], bool]]:
+        if IS_POSTGRES:
+            rows = await self.run(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'period_score'"
+            )
+            out = set()
+            for (definition,) in rows:
+                inside = definition.rsplit("(", 1)[1].split(")")[0]
+                columns = tuple(c.split()[0].strip('"') for c in inside.split(","))
+                out.add((columns, " UNIQUE " in definition))
+            return out
+        out = set()
+        for _, name, unique, *_ in await self.run("PRAGMA index_list('period_score')"):
+            info = await self.run(f"PRAGMA index_info('{name}')")
+            out.add((tuple(i[2] for i in sorted(info)), bool(unique)))
+        return out
+
+
+SCORE_ROWS = "SELECT id, player_id, period, period_key, points FROM period_score ORDER BY id"
+RANK = ("tenant_id", "period", "period_key", "points", "reached_at", "player_id")
+
+
+async def test_board_scores_keyed_by_player_keep_their_rows_both_ways(tmp_path):
+    """Migration 0013 (the period scores' unique key leads with the player, the player
+    index goes): the rows, their ids and the rank index survive it, forwards and back;
+    the new key refuses a second row for the same player and board."""
+    scratch = _Scratch(tmp_path)
+    await scratch.create()
+    try:
+        await _migrate_to(scratch.settings, "models.0012_sqlite_indexes")
+        await scratch.run(
+            "INSERT INTO tenant (id, slug, name, preset, config, timezone, signing_secret, "
+            "created_at, config_version) "
+            "VALUES (1, 't', 'T', 'habits', '{}', 'UTC', 's', CURRENT_TIMESTAMP, 1)"
+        )
+        for pid in (1, 2, 3):
+            await scratch.run(
+                "INSERT INTO player (id, tenant_id, external_id, kind, attributes, created_at, "
+                "hidden_from_boards) VALUES ($1, 1, $2, 'CUSTOMER', '{}', CURRENT_TIMESTAMP, "
+                f"{'false' if IS_POSTGRES else 0})",
+                pid,
+                f"p{pid}",
+            )
+        for pid, period, key, points in [
+            (1, "ALL_TIME", "all", 30),
+            (2, "ALL_TIME", "all", 20),
+            (1, "DAILY", "x", 5),
+        ]:
+            await scratch.run(
+                "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+                f"reached_at) VALUES (1, $1, '{period}', '{key}', {points}, CURRENT_TIMESTAMP)",
+                pid,
+            )
+        before = await scratch.run(SCORE_ROWS)
+
+        await _migrate_to(scratch.settings, "models.0013_board_score_unique_by_player")
+        assert await scratch.run(SCORE_ROWS) == before
+        indexes = await scratch.indexes()
+        assert (("player_id", "tenant_id", "period", "period_key"), True) in indexes
+        assert (("player_id",), False) not in indexes
+        assert (("tenant_id", "period", "period_key", "player_id"), True) not in indexes
+        assert (RANK, False) in indexes
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            await scratch.run(
+                "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+                "reached_at) VALUES (1, $1, 'ALL_TIME', 'all', 1, CURRENT_TIMESTAMP)",
+                2,
+            )
+        await scratch.run(
+            "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+            "reached_at) VALUES (1, $1, 'ALL_TIME', 'all', 1, CURRENT_TIMESTAMP)",
+            3,
+        )
+        (new_id,) = (await scratch.run(SCORE_ROWS))[-1][:1]
+        assert new_id > max(row[0] for row in before)  # ids are not reused
+
+        await _migrate_to(scratch.settings, "models.0012_sqlite_indexes")
+        after = await scratch.run(SCORE_ROWS)
+        assert after[:-1] == before
+        indexes = await scratch.indexes()
+        assert (("tenant_id", "period", "period_key", "player_id"), True) in indexes
+        assert (("player_id",), False) in indexes
+        assert (RANK, False) in indexes
+    finally:
+        await scratch.drop()
