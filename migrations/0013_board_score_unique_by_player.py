@@ -43,6 +43,14 @@ ALTER TABLE period_score_new RENAME TO period_score;
 """
 
 
+async def _run(client, script: str) -> None:
+    # One statement at a time, in the migration's transaction: sqlite3's executescript
+    # would commit it first, and a rebuild cut short would lose the table.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            await client.execute_query(statement)
+
+
 async def forward(apps, schema_editor):
     client = schema_editor.client
     if client.capabilities.dialect == "sqlite":
@@ -54,14 +62,14 @@ ALTER TABLE period_score ADD CONSTRAINT "{NEW_KEY}"
 ALTER TABLE period_score DROP CONSTRAINT "{OLD_KEY}";
 DROP INDEX "{PLAYER_INDEX}";
 """
-    await client.execute_script(script)
+    await _run(client, script)
 
 
 async def backward(apps, schema_editor):
     client = schema_editor.client
     if client.capabilities.dialect == "sqlite":
         script = _sqlite_table(OLD_KEY, '"tenant_id", "period", "period_key", "player_id"')
-        script += f'CREATE INDEX "{PLAYER_INDEX}" ON period_score (player_id);'
+        script += f'CREATE INDEX "{PLAYER_INDEX}" ON period_score (player_id);\n'
     else:
         script = f"""
 CREATE INDEX "{PLAYER_INDEX}" ON period_score (player_id);
@@ -69,7 +77,7 @@ ALTER TABLE period_score ADD CONSTRAINT "{OLD_KEY}"
     UNIQUE (tenant_id, period, period_key, player_id);
 ALTER TABLE period_score DROP CONSTRAINT "{NEW_KEY}";
 """
-    await client.execute_script(script)
+    await _run(client, script)
 
 
 class StateOnly(ops.TortoiseOperation):
