@@ -1,0 +1,202 @@
+"""Schema A/B: PostgreSQL's cost per event under two migration targets, alternating.
+
+    python bench/schema_ab.py --rounds 5 --duration 8 \
+        --targets models.0012_sqlite_indexes,models.0013_board_score_unique_by_player
+
+For a change of indexes or constraints only, which the current code runs on either way:
+both sides are measured on the same code, in the same window, so the VM's changes of
+speed (up to half within a day here) fall on both. It recreates its own PostgreSQL
+database (`questline_schema_ab`, Redis prefix `qlbench-ab`), seeded as the ingest bench's
+(tenant `default`, telco, four period boards), and then, --rounds times, for each target
+in turn (the order alternating from round to round): migrates the database to the
+target (forwards or back), vacuums it, starts one uvicorn worker pinned to core 0 and
+drives it from core 1 with single events at 50 clients and batches of 500 from 4
+clients. It reports events/s and PostgreSQL's CPU per event: the user + system time
+of every `postgres` process over the load, read from /proc, divided by the events the
+load generator counted. Round 1 warms the database up: listed, left out of the medians.
+Results go to bench/RESULTS.md between the schema-ab markers; raw data to bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
+from envinfo import git_state, machine, versions
+from harness import Processes, Server, backend_env, loadgen, log, pg_settle, prepare, run_bench
+
+harness.PG_DB = "questline_schema_ab"
+harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
+harness.REDIS_PREFIX = "qlbench-ab"
+START, END = "<!-- schema-ab:start -->", "<!-- schema-ab:end -->"
+LOADS = (("record", 50, "single events, 50 clients"), ("records", 4, "batches of 500, 4 clients"))
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every running `postgres` process (the server and its
+    backends; the pool's connections live through a measurement)."""
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            fields = rest.split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def migrate_to(target: str) -> None:
+    sys.path.insert(0, str(harness.ROOT))
+    from tortoise import Tortoise
+    from tortoise.migrations.api import migrate
+
+    from app.db import tortoise_config
+    from app.settings import Settings
+
+    async def work() -> None:
+        try:
+            config = tortoise_config(Settings(database_url=harness.PG_URL))
+            await migrate(config=config, target=target)
+        finally:
+            await Tortoise.close_connections()
+
+    asyncio.run(work())
+
+
+def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    targets = args.targets.split(",")
+    if len(targets) != 2:
+        raise harness.SetupError("--targets names two migrations: app.name,app.name")
+    data: dict[str, Any] = {
+        "command": args.command_line,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "pinning": harness.PINNING,
+        "versions": versions(["postgres"]),
+        "git": git_state(),
+        "targets": targets,
+        "runs": [],
+    }
+    env = backend_env("postgres")
+    log("prepare: database, tenant, key")
+    key = prepare("postgres")
+    for round_ in range(args.rounds):
+        for target in targets if round_ % 2 == 0 else targets[::-1]:
+            migrate_to(target)
+            name = f"ab-r{round_ + 1}-{'AB'[targets.index(target)]}"
+            server = Server(procs, name, ["app.asgi:create_app"], env)
+            server.start()
+            record: dict[str, Any] = {"round": round_ + 1, "target": target}
+            try:
+                for op, clients, _ in LOADS:
+                    pg_settle()
+                    before = postgres_cpu_seconds()
+                    result = loadgen(procs, args, server, key, op, clients)
+                    spent = postgres_cpu_seconds() - before
+                    events = result["events_per_s"] * args.duration
+                    record[f"{op}_events_per_s"] = result["events_per_s"]
+                    record[f"{op}_pg_us"] = round(spent / events * 1e6, 1) if events else None
+                    record[f"{op}_failures"] = result["failures"]
+            finally:
+                server.stop()
+            data["runs"].append(record)
+    return data
+
+
+def report(data: dict[str, Any]) -> str:
+    targets, runs = data["targets"], data["runs"]
+    lines = [
+        START,
+        "## Schema A/B: PostgreSQL's cost per event under two migration targets",
+        "",
+        f"- Date: {data['date']}; took {data.get('elapsed_s', 0):.0f} s.",
+        f"- Command: `{data['command']}`",
+        "- Machine: nproc {nproc}, {cpu}, {ram_gib} GiB RAM, Linux {kernel}".format(
+            **data["machine"]
+        )
+        + f"; pinning: {data['pinning']}.",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in data['versions'].items())}.",
+        f"- Code: {data['git']} (the same code on both schemas).",
+        "- Targets: " + "; ".join(f"{'AB'[i]} = `{t}`" for i, t in enumerate(targets)) + ".",
+        "- Each load: 2 s warm-up then the measured seconds, after `VACUUM ANALYZE`; the "
+        "order of A and B alternates from round to round. PostgreSQL CPU per event is the "
+        "user + system time of every postgres process over the load (warm-up included) "
+        "divided by the events measured. Round 1 is listed and left out of the medians.",
+        "",
+    ]
+    for op, _, title in LOADS:
+        lines += [
+            f"### {title}",
+            "",
+            "| round | A events/s | B events/s | A PostgreSQL µs/event | B PostgreSQL µs/event |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        by_round: dict[int, dict[str, dict[str, Any]]] = {}
+        for run in runs:
+            by_round.setdefault(run["round"], {})[run["target"]] = run
+        columns: dict[str, list[float]] = {"A": [], "B": [], "Apg": [], "Bpg": []}
+        for number, pair in sorted(by_round.items()):
+            a, b = pair.get(targets[0], {}), pair.get(targets[1], {})
+            cells = [
+                a.get(f"{op}_events_per_s"),
+                b.get(f"{op}_events_per_s"),
+                a.get(f"{op}_pg_us"),
+                b.get(f"{op}_pg_us"),
+            ]
+            lines.append(
+                f"| {number}{' (warm-up)' if number == 1 else ''} | "
+                + " | ".join("n/a" if c is None else f"{c:,.1f}" for c in cells)
+                + " |"
+            )
+            if number > 1:
+                for name, cell in zip(columns, cells, strict=True):
+                    if cell is not None:
+                        columns[name].append(cell)
+        medians = [statistics.median(v) if v else None for v in columns.values()]
+        lines.append(
+            "| median | "
+            + " | ".join("n/a" if m is None else f"**{m:,.1f}**" for m in medians)
+            + " |"
+        )
+        lines.append("")
+    failures = sum(run.get(f"{op}_failures", 0) for run in runs for op, _, _ in LOADS)
+    lines += [f"Failed requests: {failures}.", END]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--targets", required=True, help="two migrations: app.name,app.name")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--players", type=int, default=2000)
+    p.add_argument("--client", choices=("raw", "h11", "httpx"), default="raw")
+    p.add_argument("--request-timeout", type=float, default=30.0)
+    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = p.parse_args(argv)
+    args.command_line = shlex.join(["python", "bench/schema_ab.py", *(argv or sys.argv[1:])])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    status, _ = run_bench("schema-ab", parse_args(argv), bench, report, (START, END))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
