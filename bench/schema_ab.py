@@ -42,10 +42,9 @@ START, END = "<!-- schema-ab:start -->", "<!-- schema-ab:end -->"
 LOADS = (("record", 50, "single events, 50 clients"), ("records", 4, "batches of 500, 4 clients"))
 
 
-def postgres_cpu_seconds() -> float:
-    """User + system CPU of every running `postgres` process (the server and its
-    backends; the pool's connections live through a measurement)."""
-    ticks = 0
+def postgres_cpu() -> dict[str, float]:
+    """User + system CPU seconds of each running `postgres` process, by pid."""
+    seconds = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -54,8 +53,15 @@ def postgres_cpu_seconds() -> float:
         name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
         if name.startswith("postgres"):
             fields = rest.split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def postgres_cpu_spent(before: dict[str, float], after: dict[str, float]) -> float:
+    """What the processes running at the end spent since `before` (a process that
+    exits in between, such as the VACUUM's backend, takes its total with it: it
+    would count negative)."""
+    return sum(total - before.get(pid, 0.0) for pid, total in after.items())
 
 
 def migrate_to(target: str) -> None:
@@ -103,9 +109,9 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             try:
                 for op, clients, _ in LOADS:
                     pg_settle()
-                    before = postgres_cpu_seconds()
+                    before = postgres_cpu()
                     result = loadgen(procs, args, server, key, op, clients)
-                    spent = postgres_cpu_seconds() - before
+                    spent = postgres_cpu_spent(before, postgres_cpu())
                     events = result["events_per_s"] * args.duration
                     record[f"{op}_events_per_s"] = result["events_per_s"]
                     record[f"{op}_pg_us"] = round(spent / events * 1e6, 1) if events else None
