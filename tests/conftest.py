@@ -28,7 +28,7 @@ from tortoise import Tortoise
 
 from app.asgi import create_app
 from app.db import run_migrations
-from app.services import leaderboards
+from app.services import access, leaderboards
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,6 +169,7 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
     async with LifespanManager(application, startup_timeout=15, shutdown_timeout=40) as manager:
         await empty_database()
         leaderboards._snapshots_seen.clear()  # ids start again with the emptied record
+        access.forget_tenants()  # so do tenants, with new signing secrets
         leaderboards._player_pks.clear()
         rt = application.state.rt
         if rt.redis is not None:  # the Redis boards copy the emptied record: empty too

@@ -27,6 +27,11 @@ KEY_CACHE_SECONDS = 5.0
 KEYS_CHANNEL = "auth:keys"
 _verified: dict[str, tuple[float, str, Viewer]] = {}  # prefix -> (expires, key hash, viewer)
 _key_rows: SingleFlight[dict | None] = SingleFlight()  # prefix -> its row, being read
+# Tenants of player tokens and of the dev fallback, by slug, remembered as long: a
+# widget's every request names its tenant, whose row changes rarely (a verified key's
+# tenant is as old as its cache entry too).
+_tenants: dict[str, tuple[float, Tenant]] = {}  # slug -> (expires, tenant)
+_tenant_rows: SingleFlight[Tenant | None] = SingleFlight()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,7 @@ async def authenticate(settings: Settings, credential: str | None) -> Viewer:
     if credential is None:
         if settings.production:
             raise AuthError("credentials required: send 'Authorization: Bearer <key>'")
-        tenant = await Tenant.get_or_none(slug=DEFAULT_TENANT)
+        tenant = await _tenant(DEFAULT_TENANT)
         if tenant is None:
             raise AuthError("dev mode: tenant 'default' does not exist; run `questline seed`")
         return Viewer(tenant=tenant, access=Access.ADMIN, dev_fallback=True)
@@ -144,9 +149,28 @@ async def _key_with_tenant(prefix: str) -> dict | None:
     return rows[0] if rows else None
 
 
+async def _tenant(slug: str) -> Tenant | None:
+    """The tenant named `slug`, read once per KEY_CACHE_SECONDS per process (and once
+    for every caller that misses at the same moment); an unknown slug is not kept."""
+    cached = _tenants.get(slug)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    tenant = await _tenant_rows.run(slug, lambda: Tenant.get_or_none(slug=slug))
+    if tenant is not None:
+        if len(_tenants) > 10_000:
+            _tenants.clear()
+        _tenants[slug] = (time.monotonic() + KEY_CACHE_SECONDS, tenant)
+    return tenant
+
+
+def forget_tenants() -> None:
+    """Tenants are read again (tests that empty the database)."""
+    _tenants.clear()
+
+
 async def _player_token_viewer(settings: Settings, token: str) -> Viewer:
     slug = auth.token_tenant(token)
-    tenant = await Tenant.get_or_none(slug=slug) if slug else None
+    tenant = await _tenant(slug) if slug else None
     if tenant is None:
         raise AuthError("invalid credential")
     try:

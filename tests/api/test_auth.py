@@ -134,3 +134,34 @@ async def test_callers_missing_the_key_cache_together_share_one_read(client, set
     assert counter.count == 2  # one read of the key, one last_used_at write
     assert (await ApiKey.get(prefix=key.split("_")[1])).last_used_at is not None
     assert not len(access._key_rows)  # nothing left behind
+
+
+async def test_player_tokens_read_their_tenant_once_per_cache_window(client, settings):
+    """A widget's requests all name its tenant: the tenant row is read once per
+    KEY_CACHE_SECONDS, by all the callers that missed it together; an unknown
+    tenant's token is refused every time and nothing is kept for it."""
+    import asyncio
+
+    from app.errors import AuthError
+
+    tenant = await create_tenant("widgets", preset="habits")
+    token = await access.mint_player_token(settings, tenant, "w-1")
+    with logged_queries() as first:
+        viewers = await asyncio.gather(*(access.authenticate(settings, token) for _ in range(10)))
+    assert {(v.tenant.slug, v.player_id) for v in viewers} == {("widgets", "w-1")}
+    assert first.count == 1
+    with logged_queries() as again:
+        await access.authenticate(settings, token)
+    assert again.count == 0
+    access._tenants["widgets"] = (0.0, tenant)  # the window is over: read again
+    with logged_queries() as later:
+        await access.authenticate(settings, token)
+    assert later.count == 1
+
+    ghost = await create_tenant("ghost", preset="habits")
+    stale = await access.mint_player_token(settings, ghost, "g-1")
+    await ghost.delete()
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await access.authenticate(settings, stale)
+    assert "ghost" not in access._tenants and not len(access._tenant_rows)
