@@ -75,6 +75,16 @@ def exclusive() -> Iterator[None]:
         yield
 
 
+def add_load_options(p: argparse.ArgumentParser, duration: float) -> None:
+    """The options of the load generator's runs, and --no-write, as every bench has them."""
+    p.add_argument("--duration", type=float, default=duration, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--client", choices=("raw", "h11", "httpx"), default="raw")
+    p.add_argument("--request-timeout", type=float, default=30.0)
+    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+
+
 def run_bench(
     name: str,
     args: argparse.Namespace,

@@ -471,19 +471,14 @@ def report(data: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Questline leaderboard benchmark.")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--duration", type=float, default=8.0)
-    p.add_argument("--warmup", type=float, default=2.0)
+    harness.add_load_options(p, duration=8.0)
     p.add_argument("--clients", type=int, default=50)
     p.add_argument(
         "--paced-rate", type=float, default=200.0, help="reads/s of the paced clients in all"
     )
     p.add_argument("--all-time", type=int, default=1_000_000)
     p.add_argument("--periodic", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--players", type=int, default=2000, help="players of the write load")
-    p.add_argument("--client", choices=("raw", "h11", "httpx"), default="raw")
-    p.add_argument("--request-timeout", type=float, default=30.0)
-    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = p.parse_args(argv)
     if args.periodic > args.all_time:
         p.error("--periodic must not exceed --all-time")

@@ -94,6 +94,8 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         "versions": versions(["postgres"]),
         "git": git_state(),
         "targets": targets,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
         "runs": [],
     }
     env = backend_env("postgres")
@@ -137,7 +139,8 @@ def report(data: dict[str, Any]) -> str:
         f"- Versions: {', '.join(f'{k} {v}' for k, v in data['versions'].items())}.",
         f"- Code: {data['git']} (the same code on both schemas).",
         "- Targets: " + "; ".join(f"{'AB'[i]} = `{t}`" for i, t in enumerate(targets)) + ".",
-        "- Each load: 2 s warm-up then the measured seconds, after `VACUUM ANALYZE`; the "
+        f"- Each load: {data['warmup_s']:g} s of warm-up, then {data['duration_s']:g} s "
+        "measured, after `VACUUM ANALYZE`; the "
         "order of A and B alternates from round to round. PostgreSQL CPU per event is the "
         "user + system time of every postgres process over the load (warm-up included) "
         "divided by the events measured. Round 1 is listed and left out of the medians.",
@@ -187,13 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--targets", required=True, help="two migrations: app.name,app.name")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--duration", type=float, default=8.0)
-    p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--players", type=int, default=2000)
-    p.add_argument("--client", choices=("raw", "h11", "httpx"), default="raw")
-    p.add_argument("--request-timeout", type=float, default=30.0)
-    p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    harness.add_load_options(p, duration=8.0)
     args = p.parse_args(argv)
     args.command_line = shlex.join(["python", "bench/schema_ab.py", *(argv or sys.argv[1:])])
     return args
