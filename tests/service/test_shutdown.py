@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from asgi_lifespan import LifespanManager
+from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
 from app import shutdown
@@ -90,3 +91,32 @@ async def test_events_queued_at_shutdown_are_applied_and_published(settings):
     assert rt.hub.lost == 0 and rt.hub.published >= 60
     async with LifespanManager(create_app(settings), shutdown_timeout=40):
         assert await PointTransaction.filter(player__tenant__slug=name).count() == 60
+
+
+@pytest.mark.redis
+async def test_a_server_whose_redis_went_away_still_shuts_down(settings, caplog):
+    """Redis gone (its own redis-server, stopped): events still go in, and shutdown
+    still completes, every step bounded; the database pool is closed at the end."""
+    from tests.api.test_redis_restart import OwnRedis
+    from tests.conftest import make_settings
+
+    caplog.set_level(logging.WARNING, "questline.shutdown")
+    redis = OwnRedis()
+    redis.start()
+    try:
+        own = make_settings(settings.database_url, redis_url=f"redis://127.0.0.1:{redis.port}/0")
+        application = create_app(own)
+        async with LifespanManager(application, startup_timeout=15, shutdown_timeout=40):
+            rt = application.state.rt
+            tenant = await create_tenant(f"gone-{uuid.uuid4().hex[:8]}", preset="habits")
+            redis.stop()
+            outcome = await ingest.record_event(
+                rt, tenant, EventInput("p1", "paid_invoice", value=2)
+            )
+            assert outcome.points > 0 and rt.hub.lost > 0  # committed; its update lost
+            pool = getattr(Tortoise.get_connection("default"), "_pool", None)
+        assert pool is None or pool.get_size() == 0  # PostgreSQL's pool: closed
+    finally:
+        redis.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "questline.shutdown"]
+    assert not [m for m in said if "database" in m], said  # nothing held, closed in time
