@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
-from app import live, shutdown
+from app import aio, live, shutdown
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime
@@ -39,12 +39,7 @@ FRONTEND = Path(__file__).resolve().parent.parent / "frontend-demo"
 
 
 def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
-    async def cancel() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return cancel
+    return lambda: aio.stop(task)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -35,6 +35,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
 )
 
+from app import aio
 from app.errors import AuthError
 from app.realtime import SubscriberTooSlow
 from app.ws_frames import frame_writer
@@ -200,9 +201,7 @@ class WebSocketSink:
 
     async def close(self) -> None:
         if self.writer is not None and not self.writer.done():
-            self.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.writer
+            await aio.stop(self.writer)
 
 
 def _direct(info: Any) -> tuple[_Current, WebSocket] | None:

@@ -27,6 +27,7 @@ from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
 from redis.asyncio import Redis
 
+from app import aio, shutdown
 from app.codec import dumps_bytes
 
 log = logging.getLogger("questline.realtime")
@@ -179,9 +180,7 @@ class Hub:
         await self._broadcast.connect()
         for channel, entry in list(self._channels.items()):
             if entry.reader is not None:
-                entry.reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(entry.reader, 2)
+                await aio.stop(entry.reader, 2)
             entry.ready = asyncio.Event()
             entry.error = None
             entry.reader = asyncio.create_task(self._read(channel, entry))
@@ -192,10 +191,11 @@ class Hub:
         log.warning("Redis is back: %d channels resubscribed", len(self._channels))
 
     async def disconnect(self) -> None:
+        """Closes every subscription and both Redis connections; each step bounded
+        and, when slow, named in the log (app.shutdown)."""
         if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            watchdog = self._watchdog
+            await shutdown.step("the hub's heartbeat", lambda: aio.stop(watchdog), 2)()
         for channel in list(self._channels.values()):
             if channel.reader:
                 channel.reader.cancel()
@@ -208,10 +208,10 @@ class Hub:
         self._channels.clear()
         # Each step bounded: a stalled Redis connection must not hold up shutdown.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._broadcast.disconnect(), 2)
+            await shutdown.step("the hub's listener", self._broadcast.disconnect, 2)()
         if self._publisher is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._publisher.aclose(), 2)
+                await shutdown.step("the hub's publisher", self._publisher.aclose, 2)()
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         """Send one message to every subscriber of `channel` in every process."""
@@ -316,10 +316,8 @@ class Hub:
         if not entry.members() and self._channels.get(channel) is entry:
             del self._channels[channel]
             if entry.reader:
-                entry.reader.cancel()
                 # Bounded: a stalled Redis unsubscribe must not hang the caller.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(entry.reader, 2)
+                await aio.stop(entry.reader, 2)
 
     @contextlib.asynccontextmanager
     async def subscribe_direct(
