@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -36,10 +36,6 @@ log = logging.getLogger("questline")
 GC_GEN0_THRESHOLD = 10_000
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend-demo"
-
-
-def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
-    return lambda: aio.stop(task)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -79,11 +75,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             revocations = asyncio.create_task(listen_for_revocations(rt.hub))
             # Before the hub closes its connections: a stalled unsubscribe is cut off.
             stack.push_async_callback(
-                shutdown.step("the revocation listener", _cancel(revocations), 2)
+                shutdown.step("the revocation listener", lambda: aio.stop(revocations), 2)
             )
             if settings.is_postgres:  # board points a crashed batch left pending
                 sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))
-                stack.push_async_callback(shutdown.step("the board sweep", _cancel(sweep), 2))
+                stack.push_async_callback(
+                    shutdown.step("the board sweep", lambda: aio.stop(sweep), 2)
+                )
             # Start-up made a large, long-lived heap (schema, models, ORM state): freeze it
             # so the cyclic GC stops rescanning it; its full passes were the long tail
             # of request latency. A request leaves no reference cycles behind

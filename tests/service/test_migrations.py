@@ -68,6 +68,12 @@ def _declared_indexes() -> set[tuple[str, tuple[str, ...], bool]]:
     return out
 
 
+def _pg_index(definition: str) -> tuple[tuple[str, ...], bool]:
+    """(columns, unique) of a PostgreSQL index from its `pg_indexes.indexdef`."""
+    inside = definition.rsplit("(", 1)[1].split(")")[0]
+    return tuple(c.split()[0].strip('"') for c in inside.split(",")), " UNIQUE " in definition
+
+
 async def _database_indexes(conn: Any) -> set[tuple[str, tuple[str, ...], bool]]:
     out = set()
     if conn.capabilities.dialect == "postgres":
@@ -75,9 +81,8 @@ async def _database_indexes(conn: Any) -> set[tuple[str, tuple[str, ...], bool]]
             "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'"
         )
         for row in rows:
-            inside = row["indexdef"].rsplit("(", 1)[1].split(")")[0]
-            columns = tuple(c.split()[0].strip('"') for c in inside.split(","))
-            out.add((row["tablename"], columns, " UNIQUE " in row["indexdef"]))
+            columns, unique = _pg_index(row["indexdef"])
+            out.add((row["tablename"], columns, unique))
         return out
     tables = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")
     for table in (t["name"] for t in tables):
@@ -152,12 +157,7 @@ class _Scratch:
             rows = await self.run(
                 "SELECT indexdef FROM pg_indexes WHERE tablename = 'period_score'"
             )
-            out = set()
-            for (definition,) in rows:
-                inside = definition.rsplit("(", 1)[1].split(")")[0]
-                columns = tuple(c.split()[0].strip('"') for c in inside.split(","))
-                out.add((columns, " UNIQUE " in definition))
-            return out
+            return {_pg_index(definition) for (definition,) in rows}
         out = set()
         for _, name, unique, *_ in await self.run("PRAGMA index_list('period_score')"):
             info = await self.run(f"PRAGMA index_info('{name}')")
