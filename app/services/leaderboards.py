@@ -236,8 +236,10 @@ async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> 
     _, count = sql(f"SELECT COUNT(*) AS n {where.sql}")
     _, final_ranks = sql(
         "UPDATE period_score SET final_rank = ranked.position FROM ("
-        f"  SELECT s.id, ROW_NUMBER() OVER ({order_by(where)}) AS position {where.sql}"
-        ") AS ranked WHERE period_score.id = ranked.id"
+        f"  SELECT s.player_id, ROW_NUMBER() OVER ({order_by(where)}) AS position {where.sql}"
+        ") AS ranked WHERE period_score.player_id = ranked.player_id "
+        "AND period_score.tenant_id = $1 AND period_score.period = $2 "
+        "AND period_score.period_key = $3"  # the rows' key (migration 0014), not their id
     )
     # Hidden players keep the rank they saw: their place among the public board.
     _, hidden_ranks = sql(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -230,5 +231,87 @@ async def test_board_scores_keyed_by_player_keep_their_rows_both_ways(tmp_path):
         assert (("tenant_id", "period", "period_key", "player_id"), True) in indexes
         assert (("player_id",), False) in indexes
         assert (RANK, False) in indexes
+    finally:
+        await scratch.drop()
+
+
+async def _primary_key(scratch: _Scratch) -> tuple[str, ...]:
+    if IS_POSTGRES:
+        rows = await scratch.run(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'period_score'::regclass "
+            "AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)"
+        )
+        return tuple(name for (name,) in rows)
+    rows = await scratch.run("PRAGMA table_info('period_score')")
+    return tuple(row[1] for row in sorted(rows, key=lambda r: r[5]) if row[5])
+
+
+async def test_board_scores_keyed_by_their_board_keep_rows_ids_and_upserts(tmp_path):
+    """Migration 0014: on PostgreSQL a period score's primary key is its (player, tenant,
+    period, period key), no index on `id` is maintained, and `id` still fills itself in;
+    SQLite keeps `id` as the rowid. Rows survive both ways, and the upsert every writer
+    runs still finds its row."""
+    scratch = _Scratch(tmp_path)
+    await scratch.create()
+    key = ("player_id", "tenant_id", "period", "period_key")
+    upsert = (
+        "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+        "reached_at) VALUES (1, $1, 'ALL_TIME', 'all', $2, CURRENT_TIMESTAMP) "
+        "ON CONFLICT (tenant_id, period, period_key, player_id) "
+        "DO UPDATE SET points = period_score.points + excluded.points"
+    )
+    try:
+        await _migrate_to(scratch.settings, "models.0013_board_score_unique_by_player")
+        await scratch.run(
+            "INSERT INTO tenant (id, slug, name, preset, config, timezone, signing_secret, "
+            "created_at, config_version) "
+            "VALUES (1, 't', 'T', 'habits', '{}', 'UTC', 's', CURRENT_TIMESTAMP, 1)"
+        )
+        for pid in (1, 2):
+            await scratch.run(
+                "INSERT INTO player (id, tenant_id, external_id, kind, attributes, created_at, "
+                "hidden_from_boards) VALUES ($1, 1, $2, 'CUSTOMER', '{}', CURRENT_TIMESTAMP, "
+                f"{'false' if IS_POSTGRES else 0})",
+                pid,
+                f"p{pid}",
+            )
+        await scratch.run(upsert, 1, 30)
+        await scratch.run(upsert, 2, 20)
+        before = await scratch.run(SCORE_ROWS)
+        assert await _primary_key(scratch) == ("id",)
+
+        await _migrate_to(scratch.settings, "models.0014_board_score_key_is_primary")
+        assert await scratch.run(SCORE_ROWS) == before
+        indexes = await scratch.indexes()
+        assert (key, True) in indexes and (RANK, False) in indexes
+        if IS_POSTGRES:
+            assert await _primary_key(scratch) == key
+            assert (("id",), True) not in indexes
+        else:
+            assert await _primary_key(scratch) == ("id",)  # the rowid: no index of its own
+        await scratch.run(upsert, 1, 5)  # the key finds the row
+        await scratch.run(
+            "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+            "reached_at) VALUES (1, $1, 'DAILY', 'x', 1, CURRENT_TIMESTAMP)",
+            2,
+        )
+        rows = await scratch.run(SCORE_ROWS)
+        assert [r[1:] for r in rows[:2]] == [
+            (1, "ALL_TIME", "all", Decimal(35) if IS_POSTGRES else "35"),
+            (2, "ALL_TIME", "all", Decimal(20) if IS_POSTGRES else "20"),
+        ]
+        assert rows[2][0] > max(r[0] for r in before)  # `id` still fills itself in
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            await scratch.run(
+                "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+                "reached_at) VALUES (1, $1, 'DAILY', 'x', 1, CURRENT_TIMESTAMP)",
+                2,
+            )
+
+        await _migrate_to(scratch.settings, "models.0013_board_score_unique_by_player")
+        assert await _primary_key(scratch) == ("id",)
+        assert (key, True) in await scratch.indexes()
+        assert await scratch.run(SCORE_ROWS) == rows
     finally:
         await scratch.drop()
