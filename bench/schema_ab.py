@@ -1,7 +1,7 @@
 """Schema A/B: PostgreSQL's cost per event under two migration targets, alternating.
 
     python bench/schema_ab.py --rounds 5 --duration 8 \
-        --targets models.0012_sqlite_indexes,models.0013_board_score_unique_by_player
+        --targets models.0013_board_score_unique_by_player,models.0014_board_score_key_is_primary
 
 For a change of indexes or constraints only, which the current code runs on either way:
 both sides are measured on the same code, in the same window, so the VM's changes of
@@ -10,8 +10,9 @@ database (`questline_schema_ab`, Redis prefix `qlbench-ab`), seeded as the inges
 (tenant `default`, telco, four period boards), and then, --rounds times, for each target
 in turn (the order alternating from round to round): migrates the database to the
 target (forwards or back), vacuums it, starts one uvicorn worker pinned to core 0 and
-drives it from core 1 with single events at 50 clients and batches of 500 from 4
-clients. It reports events/s and PostgreSQL's CPU per event: the user + system time
+drives it from core 1 with single events at 1 and 50 clients and batches of 500 from 4
+clients. It reports events/s, the median latency and PostgreSQL's CPU per event: the
+user + system time
 of every `postgres` process over the load, read from /proc, divided by the events the
 load generator counted. Round 1 warms the database up: listed, left out of the medians.
 Results go to bench/RESULTS.md between the schema-ab markers; raw data to bench/out/.
@@ -39,7 +40,11 @@ harness.PG_DB = "questline_schema_ab"
 harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
 harness.REDIS_PREFIX = "qlbench-ab"
 START, END = "<!-- schema-ab:start -->", "<!-- schema-ab:end -->"
-LOADS = (("record", 50, "single events, 50 clients"), ("records", 4, "batches of 500, 4 clients"))
+LOADS = (
+    ("record", 1, "single events, 1 client"),
+    ("record", 50, "single events, 50 clients"),
+    ("records", 4, "batches of 500, 4 clients"),
+)
 
 
 def postgres_cpu() -> dict[str, float]:
@@ -115,13 +120,23 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                     result = loadgen(procs, args, server, key, op, clients)
                     spent = postgres_cpu_spent(before, postgres_cpu())
                     events = result["events_per_s"] * args.duration
-                    record[f"{op}_events_per_s"] = result["events_per_s"]
-                    record[f"{op}_pg_us"] = round(spent / events * 1e6, 1) if events else None
-                    record[f"{op}_failures"] = result["failures"]
+                    load = f"{op}x{clients}"
+                    record[f"{load}_events_per_s"] = result["events_per_s"]
+                    record[f"{load}_p50_ms"] = result["p50_ms"]
+                    record[f"{load}_pg_us"] = round(spent / events * 1e6, 1) if events else None
+                    record[f"{load}_failures"] = result["failures"]
             finally:
                 server.stop()
             data["runs"].append(record)
     return data
+
+
+def _cell(value: float | None, column: int, bold: bool = False) -> str:
+    """A table cell: latencies (columns 2 and 3) to 0.01 ms, the rest to 0.1."""
+    if value is None:
+        return "n/a"
+    text = f"{value:,.2f}" if column in (2, 3) else f"{value:,.1f}"
+    return f"**{text}**" if bold else text
 
 
 def report(data: dict[str, Any]) -> str:
@@ -146,28 +161,29 @@ def report(data: dict[str, Any]) -> str:
         "divided by the events measured. Round 1 is listed and left out of the medians.",
         "",
     ]
-    for op, _, title in LOADS:
+    for op, clients, title in LOADS:
+        load = f"{op}x{clients}"
         lines += [
             f"### {title}",
             "",
-            "| round | A events/s | B events/s | A PostgreSQL µs/event | B PostgreSQL µs/event |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| round | A events/s | B events/s | A p50 ms | B p50 ms "
+            "| A PostgreSQL µs/event | B PostgreSQL µs/event |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         by_round: dict[int, dict[str, dict[str, Any]]] = {}
         for run in runs:
             by_round.setdefault(run["round"], {})[run["target"]] = run
-        columns: dict[str, list[float]] = {"A": [], "B": [], "Apg": [], "Bpg": []}
+        columns: dict[str, list[float]] = {n: [] for n in ("A", "B", "Ap", "Bp", "Apg", "Bpg")}
         for number, pair in sorted(by_round.items()):
             a, b = pair.get(targets[0], {}), pair.get(targets[1], {})
             cells = [
-                a.get(f"{op}_events_per_s"),
-                b.get(f"{op}_events_per_s"),
-                a.get(f"{op}_pg_us"),
-                b.get(f"{op}_pg_us"),
+                side.get(f"{load}_{measure}")
+                for measure in ("events_per_s", "p50_ms", "pg_us")
+                for side in (a, b)
             ]
             lines.append(
                 f"| {number}{' (warm-up)' if number == 1 else ''} | "
-                + " | ".join("n/a" if c is None else f"{c:,.1f}" for c in cells)
+                + " | ".join(_cell(c, i) for i, c in enumerate(cells))
                 + " |"
             )
             if number > 1:
@@ -176,12 +192,10 @@ def report(data: dict[str, Any]) -> str:
                         columns[name].append(cell)
         medians = [statistics.median(v) if v else None for v in columns.values()]
         lines.append(
-            "| median | "
-            + " | ".join("n/a" if m is None else f"**{m:,.1f}**" for m in medians)
-            + " |"
+            "| median | " + " | ".join(_cell(m, i, bold=True) for i, m in enumerate(medians)) + " |"
         )
         lines.append("")
-    failures = sum(run.get(f"{op}_failures", 0) for run in runs for op, _, _ in LOADS)
+    failures = sum(run.get(f"{op}x{n}_failures", 0) for run in runs for op, n, _ in LOADS)
     lines += [f"Failed requests: {failures}.", END]
     return "\n".join(lines)
 
