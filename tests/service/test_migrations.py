@@ -153,6 +153,22 @@ class _Scratch:
             conn.execute("PRAGMA foreign_keys = ON")
             return conn.execute(sql.replace("$1", "?").replace("$2", "?"), args).fetchall()
 
+    async def players(self, count: int) -> None:
+        """Tenant 1 and its players 1..count (p1, p2, ...)."""
+        await self.run(
+            "INSERT INTO tenant (id, slug, name, preset, config, timezone, signing_secret, "
+            "created_at, config_version) "
+            "VALUES (1, 't', 'T', 'habits', '{}', 'UTC', 's', CURRENT_TIMESTAMP, 1)"
+        )
+        for pid in range(1, count + 1):
+            await self.run(
+                "INSERT INTO player (id, tenant_id, external_id, kind, attributes, created_at, "
+                "hidden_from_boards) VALUES ($1, 1, $2, 'CUSTOMER', '{}', CURRENT_TIMESTAMP, "
+                f"{'false' if IS_POSTGRES else 0})",
+                pid,
+                f"p{pid}",
+            )
+
     async def indexes(self) -> set[tuple[tuple[str, ...], bool]]:
         if IS_POSTGRES:
             rows = await self.run(
@@ -178,19 +194,7 @@ async def test_board_scores_keyed_by_player_keep_their_rows_both_ways(tmp_path):
     await scratch.create()
     try:
         await _migrate_to(scratch.settings, "models.0012_sqlite_indexes")
-        await scratch.run(
-            "INSERT INTO tenant (id, slug, name, preset, config, timezone, signing_secret, "
-            "created_at, config_version) "
-            "VALUES (1, 't', 'T', 'habits', '{}', 'UTC', 's', CURRENT_TIMESTAMP, 1)"
-        )
-        for pid in (1, 2, 3):
-            await scratch.run(
-                "INSERT INTO player (id, tenant_id, external_id, kind, attributes, created_at, "
-                "hidden_from_boards) VALUES ($1, 1, $2, 'CUSTOMER', '{}', CURRENT_TIMESTAMP, "
-                f"{'false' if IS_POSTGRES else 0})",
-                pid,
-                f"p{pid}",
-            )
+        await scratch.players(3)
         for pid, period, key, points in [
             (1, "ALL_TIME", "all", 30),
             (2, "ALL_TIME", "all", 20),
@@ -263,19 +267,7 @@ async def test_board_scores_keyed_by_their_board_keep_rows_ids_and_upserts(tmp_p
     )
     try:
         await _migrate_to(scratch.settings, "models.0013_board_score_unique_by_player")
-        await scratch.run(
-            "INSERT INTO tenant (id, slug, name, preset, config, timezone, signing_secret, "
-            "created_at, config_version) "
-            "VALUES (1, 't', 'T', 'habits', '{}', 'UTC', 's', CURRENT_TIMESTAMP, 1)"
-        )
-        for pid in (1, 2):
-            await scratch.run(
-                "INSERT INTO player (id, tenant_id, external_id, kind, attributes, created_at, "
-                "hidden_from_boards) VALUES ($1, 1, $2, 'CUSTOMER', '{}', CURRENT_TIMESTAMP, "
-                f"{'false' if IS_POSTGRES else 0})",
-                pid,
-                f"p{pid}",
-            )
+        await scratch.players(2)
         await scratch.run(upsert, 1, 30)
         await scratch.run(upsert, 2, 20)
         before = await scratch.run(SCORE_ROWS)
