@@ -1,8 +1,9 @@
 """The framework ceiling for the ingest benchmark: Strawberry on Starlette doing nothing.
 
 `noop(input: RecordEventInput!)` takes the same input and returns the same payload shape
-as Questline's `recordEvent`, with the same ParserCache/ValidationCache extensions, but
-touches no database. Served exactly like the app:
+as Questline's `recordEvent`, and `noopBatch(input: [RecordEventInput!]!)` those of
+`recordEvents` (one outcome per input), with the same ParserCache/ValidationCache
+extensions, but touch no database. Served exactly like the app:
 
     python -m uvicorn --app-dir bench baseline_app:create_app --factory --port 8001
 """
@@ -48,11 +49,18 @@ class Outcome:
 class UserError:
     code: str
     message: str
+    field: str | None = None
 
 
 @strawberry.type
 class NoopPayload:
     outcome: Outcome | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class NoopBatchPayload:
+    outcomes: list[Outcome]
     errors: list[UserError]
 
 
@@ -68,6 +76,13 @@ class Mutation:
     @strawberry.mutation
     async def noop(self, input: RecordEventInput) -> NoopPayload:
         return NoopPayload(outcome=Outcome(points_awarded=0, wallet=Wallet(balance=0)), errors=[])
+
+    @strawberry.mutation
+    async def noop_batch(self, input: list[RecordEventInput]) -> NoopBatchPayload:
+        wallet = Wallet(balance=0)
+        return NoopBatchPayload(
+            outcomes=[Outcome(points_awarded=0, wallet=wallet) for _ in input], errors=[]
+        )
 
 
 def build_schema() -> strawberry.Schema:

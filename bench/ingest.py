@@ -59,7 +59,7 @@ from harness import (
     run_bench,
 )
 from loadgen import RECORD_EVENT, RECORD_EVENTS, EventFactory, SchemaMissing, check
-from report import END, START, failures_of, report
+from report import END, MEASURES, START, failures_of, report
 
 UPSERT_PLAYER = (
     "mutation($input: PlayerInput!) { upsertPlayer(input: $input) "
@@ -184,6 +184,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             entry = {
                 "single1": loadgen(procs, args, noop, "", "noop", 1),
                 "single50": loadgen(procs, args, noop, "", "noop", args.clients),
+                "batch": loadgen(procs, args, noop, "", "noops", args.batch_clients),
             }
             if run == 0 and args.client != "httpx" and not args.skip_client_check:
                 data["client_check"] = loadgen(
@@ -271,9 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         return status
     if len(set(data["fingerprints"])) > 1:
         log("WARNING: the server's source changed during the bench; the runs are not comparable")
-    failed = failures_of(data["noop"], ("single1", "single50")) + sum(
-        failures_of(info["runs"], ("single1", "single50", "batch"))
-        for info in data["backends"].values()
+    failed = failures_of(data["noop"], MEASURES) + sum(
+        failures_of(info["runs"], MEASURES) for info in data["backends"].values()
     )
     if failed:
         log(f"{failed} requests failed: see RESULTS.md")

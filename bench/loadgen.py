@@ -36,6 +36,10 @@ RECORD_EVENTS = (
     "mutation($input: [RecordEventInput!]!) { recordEvents(input: $input) "
     "{ outcomes { pointsAwarded } errors { field code message } } }"
 )
+NOOP_BATCH = (
+    "mutation($input: [RecordEventInput!]!) { noopBatch(input: $input) "
+    "{ outcomes { pointsAwarded } errors { field code message } } }"
+)
 NOOP = (
     "mutation($input: RecordEventInput!) { noop(input: $input) "
     "{ outcome { pointsAwarded wallet { balance } } errors { code message } } }"
@@ -55,6 +59,7 @@ OPS = {
     "redeem": (REDEEM_REWARD, "redeemReward", False),
     "records": (RECORD_EVENTS, "recordEvents", True),
     "noop": (NOOP, "noop", False),
+    "noops": (NOOP_BATCH, "noopBatch", True),
     "board": (BOARD, "leaderboard", False),  # a read: `--period`, around lb-p<n < players>
 }
 # Telco event types and a typical value for each.
