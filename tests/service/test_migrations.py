@@ -307,3 +307,64 @@ async def test_board_scores_keyed_by_their_board_keep_rows_ids_and_upserts(tmp_p
         assert await scratch.run(SCORE_ROWS) == rows
     finally:
         await scratch.drop()
+
+
+@pytest.mark.postgres
+async def test_board_points_parked_before_0015_are_added_and_lines_parked_after(tmp_path):
+    """Migration 0015: a pending row of increments (a batch that crashed before settling
+    it) is added to the period scores, exactly as its settlement would have, and the
+    table then parks ledger line ids. Back, it refuses while a row is pending."""
+    scratch = _Scratch(tmp_path)
+    await scratch.create()
+    try:
+        await _migrate_to(scratch.settings, "models.0014_board_score_key_is_primary")
+        await scratch.players(2)
+        await scratch.run(
+            "INSERT INTO period_score (tenant_id, player_id, period, period_key, points, "
+            "reached_at) VALUES (1, 1, 'ALL_TIME', 'all', 30, '2026-11-20T08:00:00Z')"
+        )
+        await scratch.run(
+            "INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, "
+            "period_keys, points) VALUES (1, '2026-11-21T09:00:00Z', '{1,2,1}', "
+            "'{ALL_TIME,ALL_TIME,DAILY}', '{all,all,2026-11-21}', '{2.50,4,2.50}')"
+        )
+
+        await _migrate_to(scratch.settings, "models.0015_board_pending_lines")
+        assert await scratch.run("SELECT count(*) FROM board_pending") == [(0,)]
+        rows = await scratch.run(
+            "SELECT player_id, period, period_key, points, reached_at::text FROM period_score "
+            "ORDER BY player_id, period"
+        )
+        assert rows == [
+            (1, "ALL_TIME", "all", Decimal("32.50"), "2026-11-21 09:00:00+00"),
+            (1, "DAILY", "2026-11-21", Decimal("2.50"), "2026-11-21 09:00:00+00"),
+            (2, "ALL_TIME", "all", Decimal("4.00"), "2026-11-21 09:00:00+00"),
+        ]
+        columns = await scratch.run(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'board_pending' ORDER BY ordinal_position"
+        )
+        assert [c for (c,) in columns] == ["id", "tenant_id", "created_at", "line_ids"]
+        await scratch.run(
+            "INSERT INTO board_pending (tenant_id, created_at, line_ids) "
+            "VALUES (1, CURRENT_TIMESTAMP, '{7,8}')"
+        )
+        with pytest.raises(RuntimeError, match="still pending"):
+            await _migrate_to(scratch.settings, "models.0014_board_score_key_is_primary")
+        await scratch.run("DELETE FROM board_pending")
+        await _migrate_to(scratch.settings, "models.0014_board_score_key_is_primary")
+        columns = await scratch.run(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'board_pending' ORDER BY ordinal_position"
+        )
+        assert [c for (c,) in columns] == [
+            "id",
+            "tenant_id",
+            "created_at",
+            "player_ids",
+            "periods",
+            "period_keys",
+            "points",
+        ]
+    finally:
+        await scratch.drop()
