@@ -16,6 +16,7 @@ preview.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from app.db import generic_transaction
+from app.engine import periods
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
 from app.engine.periods import local_day
 from app.engine.rules import PointRules
@@ -277,6 +279,9 @@ async def _process(
     tx_rows: list[list[Any]] = []
     transactions: list[PointTransaction] = []
     touched: dict[tuple[int, date], DayRow] = {}
+    # Leaderboard points per (player, period, key): periods follow the tenant's timezone.
+    scores: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
+    tenant_zone = zone(tenant.timezone)
     event_ids = iter(time_ordered_ids(now, len(known)))
     facts = {pid: _facts(by_pk[pid]) for pid in pids}
     for item in known:
@@ -355,6 +360,13 @@ async def _process(
                 ]
             )
         transactions.extend(rows)
+        counted = sum(
+            (e.amount for e in result.entries if periods.counts_for_boards(e.kind, e.amount)), ZERO
+        )
+        if counted and rules.leaderboards:
+            board_day = local_day(item.occurred_at, tenant_zone)
+            for period, key in periods.period_keys(board_day).items():
+                scores[(pid, period, key)] += counted
         outcomes[item.index] = Outcome(
             event, False, result.points, result.lines, view, level_up, rows
         )
@@ -363,21 +375,15 @@ async def _process(
 
     written = Written([])
     if lock is not Lock.NONE and event_rows:
-        # A large PostgreSQL batch parks its lines: its board points are worked out after
-        # commit (_boards_then), outside the wallet locks.
-        scores: list[list[Any]] | None = []
-        if rules.leaderboards:
-            scores = (
-                None
-                if store.parks_board_points(len(event_rows))
-                else _board_scores(tenant, [outcomes[i.index] for i in known])
-            )
+        score_rows = [
+            [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
+        ]
         written = await store.write_batch(
             event_rows,
             tx_rows,
             [wallets[pid] for pid in pids],
             touched.values(),
-            scores,
+            score_rows,
             now,
         )
         for row, row_id in zip(transactions, written.ids, strict=True):
@@ -385,19 +391,6 @@ async def _process(
     for index, outcome in outcomes.items():
         results[index] = outcome
     return [outcomes[i.index] for i in known], written
-
-
-def _board_scores(tenant: Tenant, outcomes: Sequence[Outcome]) -> list[list[Any]]:
-    """The period score increments of recorded events (board_points.score_rows)."""
-    return board_points.score_rows(
-        tenant.id,
-        zone(tenant.timezone),
-        (
-            (o.event.player_id, o.event.occurred_at, ((t.kind, t.amount) for t in o.transactions))
-            for o in outcomes
-            if o.event is not None
-        ),
-    )
 
 
 def _event_facts(item: CheckedEvent, day: date) -> EventFacts:
@@ -499,9 +492,7 @@ async def _boards_then(
     read the boards when told to."""
     written = done.written
     if written.pending is not None:
-        written.boards = await board_points.settle(
-            written.pending, _board_scores(tenant, done.published)
-        )
+        written.boards = await board_points.settle(written.pending)
     if rt.boards is None or not rt.hub.via_redis:
         await rt.hub.publish_many(messages)
         return

@@ -24,11 +24,9 @@ WALLET_COLUMNS = (
 # wallet locks. The ledger lines name the new events without a foreign key (migration
 # 0011: no other statement writes lines that name an event). $1 events, $2 now, $3
 # wallets, $4 days, $5 ledger lines, $6 the tenant, $7 board points (rows as
-# `write_batch` takes them; for a large batch, whether it parks its lines), $8 the
-# batch's player ids.
+# `write_batch` takes them), $8 the batch's player ids.
 # A small batch adds its board points in the same statement (WRITE_BATCH_INLINE_POSTGRES);
-# a large one parks its ledger lines' ids for after commit (WRITE_BATCH_POSTGRES), when
-# its points are worked out from them and added (SETTLE_BOARD_POINTS_POSTGRES).
+# a large one parks them for after commit (WRITE_BATCH_POSTGRES, board_points.settle).
 _WRITE_ROWS = """
 WITH new_events AS (
     INSERT INTO event (id, tenant_id, player_id, event_type, category, value, occurred_at,
@@ -88,14 +86,15 @@ FROM written AS w JOIN player AS p ON p.id = w.player_id{players}
 GROUP BY w.tenant_id, w.period, w.period_key
 """
 
-# Rows: a ledger line's id (in the lines' order), and the parked lines' row id (pending).
-# $7: whether to park them (the tenant has leaderboards).
+# Rows: a ledger line's id (in the lines' order), and the parked points' id (pending).
 WRITE_BATCH_POSTGRES = (
     _WRITE_ROWS.rstrip("\n")
     + """, board_points AS (
-    INSERT INTO board_pending (tenant_id, created_at, line_ids)
-    SELECT $6, $2, array_agg(id) FROM new_lines
-    HAVING count(*) > 0 AND $7::boolean
+    INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, period_keys, points)
+    SELECT $6, $2, array_agg((s->>1)::int ORDER BY n), array_agg(s->>2 ORDER BY n),
+           array_agg(s->>3 ORDER BY n), array_agg((s->>4)::numeric ORDER BY n)
+    FROM jsonb_array_elements($7::jsonb) WITH ORDINALITY AS x(s, n)
+    HAVING count(*) > 0
     RETURNING id
 )
 SELECT id, FALSE AS pending FROM new_lines
@@ -123,39 +122,22 @@ UNION ALL
 """
 )
 
-# A pending row's points ($2, rows as `write_batch` takes them, worked out from its
-# lines) into the period scores, the row deleted in the same statement: applied once,
-# whoever runs it (a second run deletes nothing, so adds nothing). Rows: the tenant with
-# NULLs once the row is claimed, then the rows written, packed per board.
+# One pending row's points into the period scores, the row deleted in the same statement:
+# applied once, whoever runs it; the rows come back packed per board.
 SETTLE_BOARD_POINTS_POSTGRES = (
     """
 WITH claimed AS (
-    DELETE FROM board_pending WHERE id = $1 RETURNING tenant_id, created_at
+    DELETE FROM board_pending WHERE id = $1
+    RETURNING tenant_id, created_at, player_ids, periods, period_keys, points
 ), written AS ("""
     + _UPSERT_SCORES.format(
-        source="SELECT c.tenant_id, (s->>1)::int, s->>2, s->>3, (s->>4)::numeric, c.created_at "
-        "FROM claimed AS c CROSS JOIN jsonb_array_elements($2::jsonb) AS s"
+        source="SELECT c.tenant_id, s.player_id, s.period, s.period_key, s.points, c.created_at "
+        "FROM claimed AS c CROSS JOIN LATERAL unnest(c.player_ids, c.periods, c.period_keys, "
+        "c.points) AS s(player_id, period, period_key, points)"
     )
-    + """)
-SELECT tenant_id, NULL::text AS period, NULL::text AS period_key, 0::bigint AS n,
-       NULL::text AS packed
-FROM claimed
-UNION ALL
-(SELECT b.* FROM ("""
+    + ")"
     + _PACK_BOARDS.format(players="")
-    + """) AS b)
-"""
 )
-# A pending row's ledger lines, with their events' times (the period they count in).
-PENDING_LINES_POSTGRES = """
-SELECT t.event_id, t.player_id, t.kind, t.amount, e.occurred_at
-FROM board_pending AS b
-CROSS JOIN LATERAL unnest(b.line_ids) AS l(id)
-JOIN point_transaction AS t ON t.id = l.id
-JOIN event AS e ON e.id = t.event_id
-WHERE b.id = $1
-ORDER BY t.id
-"""
 
 
 # Missing wallets inserted and existing ones locked, in player order, in one statement.

@@ -29,7 +29,6 @@ from app.services.board_cache import Packed
 from app.services.ingest_sql import (
     LOCK_WALLETS_POSTGRES,
     OPEN_BATCH_POSTGRES,
-    PENDING_LINES_POSTGRES,
     READ_STATE_POSTGRES,
     SETTLE_BOARD_POINTS_POSTGRES,
     WALLET_COLUMNS,
@@ -314,23 +313,21 @@ class IngestStore:
         transactions: list[list[Any]],
         wallets: list[WalletRow],
         days: Iterable[DayRow],
-        scores: list[list[Any]] | None,
+        scores: list[list[Any]],
         now: datetime,
     ) -> Written:
         """All of a batch's writes. `events` rows: the event table's columns in
         `EVENT_INSERT` order, the metadata as JSON text and the outcome as a dict (both
         encoded here; the rows are consumed). `scores` rows: tenant id, player id, period,
-        period key, points to add; None: park the ledger lines instead (a batch for which
-        `parks_board_points` holds, whose tenant has leaderboards).
+        period key, points to add.
 
         SQLite adds the scores here. So does PostgreSQL for a batch of at most
         INLINE_SCORES_MAX events, in the same statement, and returns them packed for
-        Redis. A larger batch parks the ids of its ledger lines in one `board_pending` row
-        of this transaction: after commit its points are worked out from the lines and
-        added (`settle_board_points`), so that work and the upserts (four rows per player,
-        each moving the rank index) run outside the wallet locks, which serialise every
-        batch sharing a player, and the next batch's work overlaps them. The pending row
-        commits with the ledger, so a crash in between loses nothing:
+        Redis. A larger batch parks them in one `board_pending` row of this transaction,
+        for `settle_board_points` to add after commit: the upserts (four rows per player,
+        each moving the rank index) then run outside the wallet locks, which serialise
+        every batch sharing a player, and the next batch's work overlaps them. The pending
+        row commits with the ledger, so a crash in between loses nothing:
         `board_points.settle_left` picks up what is left.
 
         SQLite runs its five writes in one hand-over to its thread (`_write_sqlite`)."""
@@ -338,7 +335,7 @@ class IngestStore:
             for row in events:
                 row[13] = dumps(row[13])
             ids, totals = await self._one_hop(
-                self._write_sqlite, events, transactions, wallets, list(days), scores or [], now
+                self._write_sqlite, events, transactions, wallets, list(days), scores, now
             )
             return Written(ids, totals=totals)
         for row in events:
@@ -350,7 +347,7 @@ class IngestStore:
             dumps([[d.player_id, d.day, d.events, d.earned] for d in days]),
             dumps(transactions),
             events[0][1],  # the tenant: one per batch
-            scores is None if self.parks_board_points(len(events)) else dumps(scores or []),
+            dumps(scores),
             # The batch's players again, as an array: `= ANY` of it gives the planner a
             # row estimate for the wallet update and the players' lookup (it takes any
             # function's rows, jsonb_array_elements' included, as 100, and a small
@@ -358,7 +355,7 @@ class IngestStore:
             [w.player_id for w in wallets],
         ]
         # WITH statements: execute_query fetches their rows as they come (no dicts).
-        if not self.parks_board_points(len(events)):
+        if len(events) <= INLINE_SCORES_MAX:
             _, rows = await self.conn.execute_query(WRITE_BATCH_INLINE_POSTGRES, values)
             return Written(
                 sorted(row[0] for row in rows if row[0] is not None),
@@ -370,48 +367,23 @@ class IngestStore:
             pending=next((row_id for row_id, pending in rows if pending), None),
         )
 
-    def parks_board_points(self, events: int) -> bool:
-        """Whether a batch of `events` parks its ledger lines for its board points to be
-        added after commit (PostgreSQL, more than INLINE_SCORES_MAX events)."""
-        return self.postgres and events > INLINE_SCORES_MAX
-
-    async def settle_board_points(
-        self, pending_id: int, scores: list[list[Any]]
-    ) -> tuple[int | None, list[Packed]]:
-        """PostgreSQL: adds a pending row's points (`scores`, worked out from its lines)
-        to the period scores and deletes it, in one statement (so exactly once, whoever
-        gets there first). Returns the tenant and the rows as they now stand, packed per
-        board for Redis; (None, []) when it was settled already."""
-        _, rows = await self.conn.execute_query(
-            SETTLE_BOARD_POINTS_POSTGRES, [pending_id, dumps(scores)]
-        )
+    async def settle_board_points(self, pending_id: int) -> tuple[int | None, list[Packed]]:
+        """PostgreSQL: adds one pending row's points to the period scores and deletes it,
+        in one statement (so exactly once, whoever gets there first). Returns the tenant
+        and the rows as they now stand, packed per board for Redis; (None, []) when it
+        was settled already."""
+        _, rows = await self.conn.execute_query(SETTLE_BOARD_POINTS_POSTGRES, [pending_id])
         if not rows:
             return None, []
-        return rows[0][0], [
-            Packed(period, key, n, packed) for _, period, key, n, packed in rows if period
-        ]
+        return rows[0][0], [Packed(period, key, n, packed) for _, period, key, n, packed in rows]
 
-    async def pending_board_points(self, older_than: datetime) -> list[tuple[int, int]]:
-        """PostgreSQL: the board points parked before `older_than`, oldest first: each
-        row's id and tenant."""
+    async def pending_board_points(self, older_than: datetime) -> list[int]:
+        """PostgreSQL: the ids of the board points parked before `older_than`, oldest
+        first."""
         rows = await self.conn.execute_query_dict(
-            "SELECT id, tenant_id FROM board_pending WHERE created_at < $1 ORDER BY id",
-            [older_than],
+            "SELECT id FROM board_pending WHERE created_at < $1 ORDER BY id", [older_than]
         )
-        return [(r["id"], r["tenant_id"]) for r in rows]
-
-    async def pending_lines(
-        self, pending_id: int
-    ) -> list[tuple[int, datetime, list[tuple[str, Decimal]]]]:
-        """PostgreSQL: a pending row's ledger lines per event, in their order: the
-        player's key, the event's time and the lines' kinds and amounts."""
-        _, rows = await self.conn.execute_query(PENDING_LINES_POSTGRES, [pending_id])
-        events: dict[Any, tuple[int, datetime, list[tuple[str, Decimal]]]] = {}
-        for event_id, player_id, kind, amount, occurred_at in rows:
-            if event_id not in events:
-                events[event_id] = (player_id, occurred_at, [])
-            events[event_id][2].append((kind, amount))
-        return list(events.values())
+        return [r["id"] for r in rows]
 
     def _write_sqlite(
         self,

@@ -17,7 +17,6 @@ from tortoise import Tortoise
 from app.engine import periods
 from app.services import board_points, ingest, leaderboards
 from app.services.board_cache import pack_scores
-from app.services.common import zone
 from app.services.event_input import check_event
 from app.services.ingest_store import INLINE_SCORES_MAX, IngestStore
 from app.services.players import boards_channel
@@ -86,25 +85,23 @@ async def test_concurrent_batches_settle_every_point_once(rt):
             ]
 
 
-async def crashed_batch(tenant, names: list[str], when: datetime) -> ingest._Applied:
-    """A large batch of APP_LOGIN events for `names`, committed at `when` with its ledger
-    lines parked, as one whose process died before it settled them."""
-    rules = rules_for(tenant)
-    events = [
-        ingest.EventInput(names[n % len(names)], "APP_LOGIN", value=1)
-        for n in range(INLINE_SCORES_MAX + 1)
-    ]
-    checked = [check_event(i, e, rules, when) for i, e in enumerate(events)]
-    done = await ingest._apply(tenant, rules, checked, when, dry_run=False)
-    assert done.written.pending is not None
-    return done
-
-
-async def board_totals(tenant, player: Player, period: Period) -> Decimal:
-    """A player's points over every key of a period (a batch of some minutes ago may
-    fall on yesterday)."""
-    rows = await PeriodScore.filter(tenant=tenant, player=player, period=period)
-    return sum((r.points for r in rows), Decimal(0))
+async def park(tenant, player: Player, points: str, when: datetime) -> None:
+    """A pending row as a batch that crashed after its commit leaves it."""
+    day = periods.local_day(when, UTC)
+    keys = periods.period_keys(day)
+    conn = Tortoise.get_connection("default")
+    await conn.execute_query(
+        "INSERT INTO board_pending (tenant_id, created_at, player_ids, periods, period_keys, "
+        "points) VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            tenant.id,
+            when,
+            [player.id] * len(keys),
+            list(keys),
+            list(keys.values()),
+            [Decimal(points)] * len(keys),
+        ],
+    )
 
 
 @pytest.mark.postgres
@@ -138,62 +135,32 @@ async def test_without_redis_a_large_batch_settles_before_it_answers(rt):
 
 @pytest.mark.postgres
 async def test_points_a_crashed_batch_left_are_settled_once(rt):
-    """The sweep works out a parked batch's points from its stored lines, the same as the
-    batch itself would from its outcomes, adds them once, and leaves recent rows to their
-    batch; settling a row again adds nothing."""
-    tenant = await create_tenant("crashed", preset="telco", timezone="Asia/Kolkata")
+    tenant = await create_tenant("crashed", preset="telco")
     (outcome,) = await ingest.record_events(
         rt, tenant, [ingest.EventInput("ann", "APP_LOGIN", value=1)]
     )
     assert isinstance(outcome, ingest.Outcome) and outcome.points > 0
     ann = await Player.get(tenant=tenant, external_id="ann")
     now = datetime.now(UTC)
-    old = await crashed_batch(tenant, ["ann"], now - timedelta(minutes=5))
-    recent = await crashed_batch(tenant, ["ann"], now)  # its batch may still be settling it
-    store = IngestStore(Tortoise.get_connection("default"), postgres=True)
-    for done in (old, recent):  # the lines as stored give what the batch had in hand
-        stored = board_points.score_rows(
-            tenant.id, zone(tenant.timezone), await store.pending_lines(done.written.pending)
-        )
-        assert sorted(stored) == sorted(ingest._board_scores(tenant, done.published))
-        assert stored
-    counted = {
-        id(done): sum(
-            (
-                t.amount
-                for o in done.published
-                for t in o.transactions
-                if periods.counts_for_boards(t.kind, t.amount)
-            ),
-            Decimal(0),
-        )
-        for done in (old, recent)
-    }
+    await park(tenant, ann, "7.50", now - timedelta(minutes=5))
+    await park(tenant, ann, "1.25", now)  # its batch may still be settling it
 
     # The sweep leaves recent rows to their batch.
     assert await board_points.settle_left(rt.boards, rt.hub, now=now) == 1
     assert await pending_rows() == 1
-    expected = outcome.points + counted[id(old)]
+    expected = outcome.points + Decimal("7.50")
     for period in Period:
-        assert await board_totals(tenant, ann, period) == expected, period
-    board = await leaderboards.board(tenant, Period.ALL_TIME, cache=rt.boards, around="ann")
-    assert board.me is not None and board.me.points == expected
-    # The batch settling its row after the sweep did adds nothing.
-    assert (
-        await board_points.settle(old.written.pending, ingest._board_scores(tenant, old.published))
-        == []
-    )
-    assert await board_totals(tenant, ann, Period.ALL_TIME) == expected
+        row = await PeriodScore.get(tenant=tenant, player=ann, period=period)
+        assert row.points == expected, period
+        board = await leaderboards.board(tenant, period, cache=rt.boards, around="ann")
+        assert board.me is not None and board.me.points == expected
 
     # Run again, and with no age limit: the old row is gone, the recent one counts once.
     assert await board_points.settle_left(rt.boards, rt.hub, older_than=timedelta(0)) == 1
     assert await board_points.settle_left(rt.boards, rt.hub, older_than=timedelta(0)) == 0
     assert await pending_rows() == 0
-    expected += counted[id(recent)]
-    assert await board_totals(tenant, ann, Period.ALL_TIME) == expected
-    assert expected == (await ledger_board_points(tenant))[ann.id]
-    board = await leaderboards.board(tenant, Period.ALL_TIME, cache=rt.boards, around="ann")
-    assert board.me is not None and board.me.points == expected
+    row = await PeriodScore.get(tenant=tenant, player=ann, period=Period.ALL_TIME)
+    assert row.points == expected + Decimal("1.25")
 
 
 @pytest.mark.skipif(IS_POSTGRES, reason="SQLite's path")
@@ -218,22 +185,21 @@ async def test_settlement_packs_rows_as_the_python_packer_does(rt):
     await ingest.record_events(
         rt, tenant, [ingest.EventInput(name, "APP_LOGIN", value=1) for name in ("ann", "bob")]
     )
+    ann = await Player.get(tenant=tenant, external_id="ann")
     bob = await Player.get(tenant=tenant, external_id="bob")
     bob.hidden_from_boards = True
     await bob.save(update_fields=["hidden_from_boards"])
-    when = datetime.now(UTC)
-    await crashed_batch(tenant, ["ann", "bob"], when)
+    when = datetime(2026, 11, 21, 9, 30, 15, 123456, tzinfo=UTC)
+    await park(tenant, ann, "2.35", when)
+    await park(tenant, bob, "0.05", when)
     store = IngestStore(Tortoise.get_connection("default"), postgres=True)
 
     settled: dict[tuple[str, str], list[tuple[str, ...]]] = defaultdict(list)
-    for pending_id, tenant_id in await store.pending_board_points(when + timedelta(days=1)):
+    for pending_id in await store.pending_board_points(datetime.now(UTC) + timedelta(days=1)):
+        tenant_id, boards = await store.settle_board_points(pending_id)
         assert tenant_id == tenant.id
-        lines = await store.pending_lines(pending_id)
-        scores = board_points.score_rows(tenant.id, zone(tenant.timezone), lines)
-        claimed, boards = await store.settle_board_points(pending_id, scores)
-        assert claimed == tenant.id
-        for board in boards:
-            assert board.count == len(triples(board.packed)) == 2
+        for board in boards:  # one player per pending row here
+            assert board.count == len(triples(board.packed)) == 1
             settled[(board.period, board.period_key)] += triples(board.packed)
     assert set(settled) == set(periods.period_keys(when.date()).items())
     for (period, key), got in settled.items():
@@ -241,7 +207,6 @@ async def test_settlement_packs_rows_as_the_python_packer_does(rt):
         (expected,) = pack_scores(rows, {bob.id})
         assert sorted(got) == triples(expected.packed)
         assert [member for pk, _, member in got if pk == str(bob.id)] == [""]  # hidden
-    assert await store.settle_board_points(pending_id, scores) == (None, [])  # once
 
 
 @pytest.mark.postgres
