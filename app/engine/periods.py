@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
@@ -69,6 +71,28 @@ def previous_key(period: str, day: date) -> str | None:
 
 def counts_for_boards(kind: str, amount: Decimal) -> bool:
     return kind in BOARD_KINDS and amount > 0
+
+
+# What the boards see of an event: its player's key, when it occurred, and its ledger
+# lines' kinds and amounts.
+BoardEvent = tuple[int, datetime, Iterable[tuple[str, Decimal]]]
+
+
+def board_increments(
+    events: Iterable[BoardEvent], tz: tzinfo
+) -> dict[tuple[int, str, str], Decimal]:
+    """Points to add per (player, period, period key): what counts on the boards, in
+    every period of the day each event occurred on in `tz` (late events count in their
+    own periods)."""
+    out: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
+    for player, occurred_at, lines in events:
+        counted = sum(
+            (amount for kind, amount in lines if counts_for_boards(kind, amount)), Decimal(0)
+        )
+        if counted:
+            for period, key in _period_keys(local_day(occurred_at, tz)):
+                out[(player, period, key)] += counted
+    return out
 
 
 def first_day(period: str, key: str) -> date | None:

@@ -16,8 +16,7 @@ preview.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -279,9 +278,6 @@ async def _process(
     tx_rows: list[list[Any]] = []
     transactions: list[PointTransaction] = []
     touched: dict[tuple[int, date], DayRow] = {}
-    # Leaderboard points per (player, period, key): periods follow the tenant's timezone.
-    scores: dict[tuple[int, str, str], Decimal] = defaultdict(Decimal)
-    tenant_zone = zone(tenant.timezone)
     event_ids = iter(time_ordered_ids(now, len(known)))
     facts = {pid: _facts(by_pk[pid]) for pid in pids}
     for item in known:
@@ -360,13 +356,6 @@ async def _process(
                 ]
             )
         transactions.extend(rows)
-        counted = sum(
-            (e.amount for e in result.entries if periods.counts_for_boards(e.kind, e.amount)), ZERO
-        )
-        if counted and rules.leaderboards:
-            board_day = local_day(item.occurred_at, tenant_zone)
-            for period, key in periods.period_keys(board_day).items():
-                scores[(pid, period, key)] += counted
         outcomes[item.index] = Outcome(
             event, False, result.points, result.lines, view, level_up, rows
         )
@@ -375,9 +364,15 @@ async def _process(
 
     written = Written([])
     if lock is not Lock.NONE and event_rows:
-        score_rows = [
-            [tenant.id, pid, period, key, points] for (pid, period, key), points in scores.items()
-        ]
+        # Leaderboard points per (player, period, key), in the tenant's timezone.
+        scores = (
+            periods.board_increments(
+                _board_events(outcomes[i.index] for i in known), zone(tenant.timezone)
+            )
+            if rules.leaderboards
+            else {}
+        )
+        score_rows = [[tenant.id, *key, points] for key, points in scores.items()]
         written = await store.write_batch(
             event_rows,
             tx_rows,
@@ -391,6 +386,13 @@ async def _process(
     for index, outcome in outcomes.items():
         results[index] = outcome
     return [outcomes[i.index] for i in known], written
+
+
+def _board_events(outcomes: Iterable[Outcome]) -> Iterator[periods.BoardEvent]:
+    """Recorded events as the boards see them (periods.board_increments)."""
+    for o in outcomes:
+        assert o.event is not None
+        yield o.event.player_id, o.event.occurred_at, [(t.kind, t.amount) for t in o.transactions]
 
 
 def _event_facts(item: CheckedEvent, day: date) -> EventFacts:

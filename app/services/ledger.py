@@ -326,19 +326,17 @@ async def _add_board_points(
 ) -> list[ScoreTotal]:
     """Awards outside the rule pipeline count on the leaderboards of today's periods;
     returns the period score rows as they now stand."""
-    counted = sum((e.amount for e in entries if periods.counts_for_boards(e.kind, e.amount)), ZERO)
-    if not counted or not rules_for(tenant).leaderboards:
+    if not rules_for(tenant).leaderboards:
         return []
     now = datetime.now(UTC)
-    day = periods.local_day(now, zone(tenant.timezone))
-    store = IngestStore(conn, postgres=conn.capabilities.dialect == "postgres")
-    return await store.add_scores(
-        [
-            [tenant.id, player.id, period, key, counted]
-            for period, key in periods.period_keys(day).items()
-        ],
-        now,
+    scores = periods.board_increments(
+        [(player.id, now, [(e.kind, e.amount) for e in entries])], zone(tenant.timezone)
     )
+    if not scores:
+        return []
+    store = IngestStore(conn, postgres=conn.capabilities.dialect == "postgres")
+    rows = [[tenant.id, *key, points] for key, points in scores.items()]
+    return await store.add_scores(rows, now)
 
 
 async def publish_board_scores(

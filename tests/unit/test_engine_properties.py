@@ -178,6 +178,33 @@ def test_period_keys_follow_iso_weeks_and_calendar_months():
     assert not periods.counts_for_boards("ADJUST", Decimal(-5))
 
 
+def test_board_increments_count_earnings_in_the_periods_of_the_events_own_day():
+    from zoneinfo import ZoneInfo
+
+    from app.engine import periods
+
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30
+    late = datetime(2026, 11, 15, 20, 0, tzinfo=UTC)  # Monday 01:30 in Kolkata: W47
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    got = periods.board_increments(
+        [
+            (1, now, [("EARN", Decimal("4.00")), ("BONUS", Decimal("0.60"))]),
+            (1, now, [("EARN", Decimal("2.00")), ("REDEEM", Decimal("-50.00"))]),
+            (1, late, [("EARN", Decimal("1.25")), ("LEVEL_UP_BONUS", Decimal("125"))]),
+            (2, now, [("ADJUST", Decimal("-3.00")), ("DECAY", Decimal("-1.00"))]),
+            (3, now, [("EARN", Decimal(0))]),
+        ],
+        kolkata,
+    )
+    assert got == {
+        (1, "DAILY", "2026-11-20"): Decimal("6.60"),
+        (1, "WEEKLY", "2026-W47"): Decimal("132.85"),
+        (1, "MONTHLY", "2026-11"): Decimal("132.85"),
+        (1, "ALL_TIME", "all"): Decimal("132.85"),
+        (1, "DAILY", "2026-11-16"): Decimal("126.25"),
+    }
+
+
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)))
 def test_a_period_key_names_the_days_from_its_first_day_to_its_end(day):
     from app.engine import periods
