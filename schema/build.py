@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterator, Sequence
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLResolveInfoHelpers
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLResolveInfoHelpers,
+    ObjectFieldNode,
+    StringValueNode,
+    Visitor,
+    visit,
+)
 from strawberry.extensions import AddValidationRules, MaskErrors, ParserCache, SchemaExtension
 from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.tools import merge_types
 
 from app.errors import AuthError
+
+# Input fields whose values are secrets: stored, never returned, never logged
+# (a data source's credentials).
+SECRET_FIELDS = frozenset({"connectionConfig"})
+REDACTED = "[redacted]"
 
 
 def _mask(error: GraphQLError) -> bool:
@@ -97,6 +111,80 @@ def _alive(executor: weakref.ref[ExecutionContext]) -> ExecutionContext:
     return found
 
 
+class _SecretStrings(Visitor):
+    """The string literals inside SECRET_FIELDS of a document."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.depth = 0
+
+    def enter_object_field(self, node: ObjectFieldNode, *_: Any) -> None:
+        self.depth += node.name.value in SECRET_FIELDS
+
+    def leave_object_field(self, node: ObjectFieldNode, *_: Any) -> None:
+        self.depth -= node.name.value in SECRET_FIELDS
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if self.depth:
+            self.found.append(node.value)
+
+
+def _leaves(value: Any, inside: bool, out: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _leaves(item, inside or key in SECRET_FIELDS, out)
+    elif isinstance(value, list):
+        for item in value:
+            _leaves(item, inside, out)
+    elif inside and isinstance(value, str | int | float) and not isinstance(value, bool):
+        out.append(str(value))
+
+
+def secrets_of(variables: dict[str, Any] | None, document: DocumentNode | None) -> list[str]:
+    """The texts a request gave inside SECRET_FIELDS, longest first (so that a secret
+    containing another is replaced whole)."""
+    found: list[str] = []
+    _leaves(variables or {}, False, found)
+    if document is not None:
+        visitor = _SecretStrings()
+        visit(document, visitor)
+        found += visitor.found
+    # Under three characters a value would also match unrelated text of a message.
+    return sorted({f for f in found if len(f) >= 3}, key=len, reverse=True)
+
+
+class QuestlineSchema(strawberry.Schema):
+    """Errors are logged and answered without the secrets a request carried: a
+    malformed input's error quotes the value it was given (graphql-core's "found: {…}"
+    and "got invalid value {…}"), and a logged error quotes the request's source line."""
+
+    log = logging.getLogger("strawberry.execution")
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        secrets = (
+            secrets_of(execution_context.variables, execution_context.graphql_document)
+            if execution_context is not None
+            else []
+        )
+        for error in errors:
+            original = error.original_error
+            for secret in secrets:
+                for quoting in (error, original):
+                    if isinstance(quoting, GraphQLError) and secret in quoting.message:
+                        quoting.message = quoting.message.replace(secret, REDACTED)
+            # The message, path and locations: not str(error), which prints the source.
+            # The traceback only of an unexpected error (an input error's says nothing).
+            where = ", ".join(f"{loc.line}:{loc.column}" for loc in error.locations or ())
+            self.log.error(
+                "%s (path %s, at %s)",
+                error.message,
+                error.path,
+                where or "-",
+                exc_info=None if isinstance(original, GraphQLError) else original,
+            )
+
+
 def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     from resolvers.events import EventMutation, EventSubscription
     from resolvers.leaderboards import LeaderboardQuery, LeaderboardSubscription
@@ -126,7 +214,7 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     ]
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_mask))
-    return strawberry.Schema(
+    return QuestlineSchema(
         query=query,
         mutation=mutation,
         subscription=subscription,

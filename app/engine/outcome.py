@@ -14,10 +14,26 @@ from app.engine.rules import PointRules
 from app.engine.streaks import StreakState
 
 ZERO = Decimal(0)
+# The ledger holds amounts below 10^14 (16 digits, 2 of them decimals): no balance or
+# lifetime total may reach it.
+MAX_POINTS = Decimal(10) ** 14
+# Levels one event or award may cross when each pays a bonus (a ledger line apiece).
+MAX_LEVELS_PER_CHANGE = 1000
+# The highest level a formula scheme may reach: a 32-bit integer, as the API's Int.
+MAX_LEVEL = 2**31 - 1
 
 
 class UnknownEventType(ValueError):
     pass
+
+
+class OverLimit(ValueError):
+    """The event or award would take the player beyond what the ledger holds."""
+
+
+def _within_limits(balance: Decimal, lifetime: Decimal) -> None:
+    if max(balance, lifetime) >= MAX_POINTS:
+        raise OverLimit(f"a player's points must stay below {MAX_POINTS:,.0f}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +149,9 @@ def apply_event(
         lifetime += points
         entries.append(LedgerEntry("EARN", points, balance, _reason(rule.description, event)))
 
+    _within_limits(balance, lifetime)
     level_change, balance, lifetime = _level_ups(rules, state.level, balance, lifetime, entries)
+    _within_limits(balance, lifetime)
     new_state = PlayerState(
         balance=balance,
         lifetime=lifetime,
@@ -164,15 +182,20 @@ def _level_ups(
     entries: list[LedgerEntry],
 ) -> tuple[LevelChange | None, Decimal, Decimal]:
     """Every level crossed pays its bonus, which counts toward lifetime points and may
-    cross further levels."""
+    cross further levels. Without a bonus the new level is found at once, however many
+    a formula scheme crosses; with one, at most MAX_LEVELS_PER_CHANGE (OverLimit)."""
     current, bonus_total = start, ZERO
-    for _ in range(10_000):  # bounded: a formula scheme with a huge bonus cannot spin forever
+    bonus = rules.level_up_bonus
+    while True:
         reached = levels.level_number(lifetime, rules)
         if reached <= current:
             break
-        for number in range(current + 1, reached + 1):
-            bonus = rules.level_up_bonus
-            if bonus:
+        if reached > MAX_LEVEL:
+            raise OverLimit(f"a player's level must stay below {MAX_LEVEL + 1:,}")
+        if bonus:
+            if reached - start > MAX_LEVELS_PER_CHANGE:
+                raise OverLimit(f"at most {MAX_LEVELS_PER_CHANGE} levels are gained at once")
+            for number in range(current + 1, reached + 1):
                 balance += bonus
                 lifetime += bonus
                 bonus_total += bonus
@@ -205,8 +228,10 @@ def apply_award(
         raise ValueError("the balance cannot go below zero")
     balance = state.balance + amount
     lifetime = state.lifetime + max(amount, ZERO)
+    _within_limits(balance, lifetime)
     entries = [LedgerEntry(kind, amount, balance, reason)]
     change, balance, lifetime = _level_ups(rules, state.level, balance, lifetime, entries)
+    _within_limits(balance, lifetime)
     new_state = PlayerState(
         balance, lifetime, change.to_level if change else state.level, state.streak
     )

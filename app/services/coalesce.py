@@ -34,6 +34,25 @@ class _Queue:
     drains: int = 0
 
 
+def _settle(future: asyncio.Future[Outcome | UserError], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+async def _alone(
+    rt: Runtime, tenant: Tenant, item: EventInput, future: asyncio.Future[Outcome | UserError]
+) -> None:
+    from app.services.ingest import record_events
+
+    try:
+        (result,) = await record_events(rt, tenant, [item])
+    except Exception as exc:
+        _settle(future, exc)
+    else:
+        if not future.done():
+            future.set_result(result)
+
+
 class Coalescer:
     def __init__(self) -> None:
         self._queues: dict[int, _Queue] = {}
@@ -64,10 +83,15 @@ class Coalescer:
                 batch, queue.items = queue.items[:MAX_COALESCED], queue.items[MAX_COALESCED:]
                 try:
                     results = await record_events(rt, queue.tenant, [i for i, _ in batch])
-                except Exception as exc:  # the whole batch failed: each caller learns why
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                except Exception as exc:
+                    # Nothing of the batch was written (record_events raises only before
+                    # its commit). One caller's event may be what failed: each is applied
+                    # alone, so the others' events are not refused for it.
+                    if len(batch) == 1:
+                        _settle(batch[0][1], exc)
+                    else:
+                        for item, future in batch:
+                            await _alone(rt, queue.tenant, item, future)
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():

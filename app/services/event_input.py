@@ -20,6 +20,9 @@ from app.services.ledger import WalletView
 from models import Event, Tenant
 
 MAX_METADATA_BYTES = 16 * 1024
+# The earliest occurredAt taken: the Unix epoch. Older dates are typos or placeholders
+# (0001-01-01), and a day before the first representable one cannot be computed.
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -124,9 +127,16 @@ def _metadata(raw: Any) -> tuple[dict[str, Any], str]:
     if not isinstance(metadata, dict):
         raise UserError(ErrorCode.INVALID, "metadata must be a JSON object", "metadata")
     encoded = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
+    # `encoded` escapes non-ASCII text (é is 6 characters, an emoji 12), so it is never
+    # shorter than the UTF-8 JSON the limit is about: measure that only when it matters.
+    if len(encoded) > MAX_METADATA_BYTES and _utf8_size(metadata) > MAX_METADATA_BYTES:
         raise UserError(ErrorCode.INVALID, "metadata exceeds 16 KB", "metadata")
     return metadata, encoded
+
+
+def _utf8_size(metadata: dict[str, Any]) -> int:
+    text = json.dumps(metadata, separators=(",", ":"), default=str, ensure_ascii=False)
+    return len(text.encode())
 
 
 def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) -> CheckedEvent:
@@ -152,15 +162,20 @@ def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) 
     if occurred is not None:
         if occurred.tzinfo is None:
             occurred = occurred.replace(tzinfo=UTC)
+        if occurred < EARLIEST_OCCURRED_AT:
+            raise UserError(ErrorCode.INVALID, "occurredAt is before 1970", "occurredAt")
         if occurred - now > timedelta(seconds=rules.max_future_skew_seconds):
             raise UserError(ErrorCode.INVALID, "occurredAt is in the future", "occurredAt")
+        # Stored in UTC: SQLite compares times as text, so every stored time has the
+        # same offset (migration 0015 brought the earlier ones to it).
+        occurred = occurred.astimezone(UTC)
     payload = "|".join(
         [
             item.player_id,
             item.event_type,
             item.category or "",
             str(value),
-            occurred.isoformat() if occurred else "",
+            occurred.isoformat() if occurred else "",  # in UTC, whatever offset it came in
             source,
             encoded,
         ]

@@ -16,6 +16,7 @@ preview.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -27,7 +28,7 @@ from tortoise.exceptions import IntegrityError
 
 from app.db import generic_transaction
 from app.engine import periods
-from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
+from app.engine.outcome import EventFacts, OverLimit, PlayerFacts, PlayerState, apply_event
 from app.engine.periods import local_day
 from app.engine.rules import PointRules
 from app.engine.streaks import StreakState
@@ -52,6 +53,8 @@ from app.services.ledger import level_up_json, points_json, wallet_view
 from app.services.players import boards_channel, player_channel
 from app.services.rules import rules_for
 from models import PointTransaction, Tenant
+
+log = logging.getLogger("questline.ingest")
 
 MAX_BATCH = 1000
 # A batch's players' wallets, and their day rows by (player, day).
@@ -156,7 +159,12 @@ async def record_events(
         done = await _apply(tenant, rules, checked, now, dry_run)
     results, items = done.results, done.items
     if not dry_run and done.published:
-        await _publish(rt, tenant, done)
+        # Committed: the outcomes stand whatever happens to their live updates, and a
+        # caller told of a failure here would send the events again.
+        try:
+            await _publish(rt, tenant, done)
+        except Exception:
+            log.exception("publishing %d committed outcomes failed", len(done.published))
     for item in items:
         if item.duplicate_of is not None:
             first = results[item.duplicate_of]
@@ -279,20 +287,26 @@ async def _process(
     transactions: list[PointTransaction] = []
     touched: dict[tuple[int, date], DayRow] = {}
     event_ids = iter(time_ordered_ids(now, len(known)))
+    applied: list[CheckedEvent] = []  # `known` but those refused by the engine's limits
     facts = {pid: _facts(by_pk[pid]) for pid in pids}
     for item in known:
         pid = players[item.input.player_id].id
         day = day_of[item.index]
         row = days.get((pid, day)) or DayRow(pid, day, 0, ZERO)
         history = histories.get(pid)
-        result = apply_event(
-            rules,
-            states[pid],
-            _event_facts(item, day),
-            facts[pid],
-            earned_on_day=row.earned,
-            history=history,
-        )
+        try:
+            result = apply_event(
+                rules,
+                states[pid],
+                _event_facts(item, day),
+                facts[pid],
+                earned_on_day=row.earned,
+                history=history,
+            )
+        except OverLimit as exc:  # refused alone: the player's state stays as it was
+            results[item.index] = UserError(ErrorCode.LIMIT_REACHED, str(exc), "value")
+            continue
+        applied.append(item)
         states[pid] = result.state
         row.events += 1
         row.earned = result.earned_on_day
@@ -360,14 +374,17 @@ async def _process(
             event, False, result.points, result.lines, view, level_up, rows
         )
     for item in unknown:
-        outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
+        try:
+            outcomes[item.index] = _preview_new_player(tenant, rules, item, now)
+        except OverLimit as exc:
+            results[item.index] = UserError(ErrorCode.LIMIT_REACHED, str(exc), "value")
 
     written = Written([])
     if lock is not Lock.NONE and event_rows:
         # Leaderboard points per (player, period, key), in the tenant's timezone.
         scores = (
             periods.board_increments(
-                _board_events(outcomes[i.index] for i in known), zone(tenant.timezone)
+                _board_events(outcomes[i.index] for i in applied), zone(tenant.timezone)
             )
             if rules.leaderboards
             else {}
@@ -385,7 +402,7 @@ async def _process(
             row.id = row_id
     for index, outcome in outcomes.items():
         results[index] = outcome
-    return [outcomes[i.index] for i in known], written
+    return [outcomes[i.index] for i in applied], written
 
 
 def _board_events(outcomes: Iterable[Outcome]) -> Iterator[periods.BoardEvent]:

@@ -16,7 +16,14 @@ from tortoise.transactions import in_transaction
 
 from app.engine import decay as decay_rules
 from app.engine import levels, periods
-from app.engine.outcome import LedgerEntry, LevelChange, PlayerState, apply_award
+from app.engine.outcome import (
+    MAX_POINTS,
+    LedgerEntry,
+    LevelChange,
+    OverLimit,
+    PlayerState,
+    apply_award,
+)
 from app.engine.points import cents
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
@@ -181,6 +188,8 @@ def parse_amount(value: float | Decimal, field: str = "amount") -> Decimal:
         raise UserError(ErrorCode.INVALID, "not a number", field) from None
     if not amount.is_finite():
         raise UserError(ErrorCode.INVALID, "must be a finite number", field)
+    if abs(amount) >= MAX_POINTS:
+        raise UserError(ErrorCode.INVALID, f"must be below {MAX_POINTS:,.0f}", field)
     if amount != cents(amount):
         raise UserError(ErrorCode.INVALID, "points have at most 2 decimal places", field)
     return amount
@@ -226,7 +235,10 @@ async def adjust_points(
                     f"the balance is {wallet.balance}; cannot take {-value}",
                     "amount",
                 )
-            award = apply_award(rules, state, value, kind="ADJUST", reason=reason.strip())
+            try:
+                award = apply_award(rules, state, value, kind="ADJUST", reason=reason.strip())
+            except OverLimit as exc:
+                raise UserError(ErrorCode.LIMIT_REACHED, str(exc), "amount") from None
             wallet.balance = award.state.balance
             wallet.lifetime_earned = award.state.lifetime
             wallet.level = award.state.level

@@ -14,6 +14,8 @@ from models import DataSource, Tenant
 
 SOURCE_TYPES = ("cdr", "billing", "crm", "app", "network", "custom")
 SYNC_FREQUENCIES = ("realtime", "hourly", "daily", "weekly")
+MAX_SOURCE_ID = 2**31 - 1
+EPOCH_MILLIS_FROM = Decimal(10) ** 11
 
 
 async def create_source(
@@ -79,7 +81,9 @@ async def list_sources(tenant: Tenant) -> list[DataSource]:
 
 async def find_source(tenant: Tenant, source_id: str | None, source_type: str | None) -> DataSource:
     if source_id is not None:
-        if not str(source_id).isdigit():
+        # Ids are 32-bit on PostgreSQL: a larger one names no source (and must not reach
+        # the database, which would refuse the parameter).
+        if not str(source_id).isdigit() or int(source_id) > MAX_SOURCE_ID:
             raise UserError(ErrorCode.NOT_FOUND, f"no data source {source_id!r}", "sourceId")
         source = await DataSource.get_or_none(tenant_id=tenant.id, id=int(source_id))
         if source is None:
@@ -102,11 +106,16 @@ async def find_source(tenant: Tenant, source_id: str | None, source_type: str | 
 
 
 def _timestamp(raw: str | None) -> datetime | None:
+    """ISO-8601, or a Unix epoch in seconds or, from EPOCH_MILLIS_FROM on (which in seconds
+    would be the year 5138), in milliseconds."""
     if raw is None:
         return None
     try:
-        return datetime.fromtimestamp(float(Decimal(raw)), UTC)
-    except (InvalidOperation, ValueError, OverflowError):
+        seconds = Decimal(raw)
+        if abs(seconds) >= EPOCH_MILLIS_FROM:
+            seconds /= 1000
+        return datetime.fromtimestamp(float(seconds), UTC)
+    except (InvalidOperation, ValueError, OverflowError, OSError):
         pass
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -125,7 +134,8 @@ def to_event_input(source: DataSource, record: Any, idempotency_key: str | None)
         raise UserError(ErrorCode.INVALID, exc.message, ["event", exc.field]) from None
     key = idempotency_key
     if key is None and event.idempotency_key is not None:
-        key = f"{source.source_type}:{event.idempotency_key}"
+        # The record's own id is unique within its source, not across sources.
+        key = f"source-{source.id}:{event.idempotency_key}"
     return EventInput(
         player_id=event.player_id,
         event_type=event.event_type,

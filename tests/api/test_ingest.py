@@ -94,6 +94,9 @@ async def test_a_batch_of_more_than_1000_is_refused(client, make_tenant):
         ({"metadata": {"blob": "x" * 17000}}, "metadata"),
         ({"metadata": [1, 2]}, "metadata"),
         ({"occurredAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "occurredAt"),
+        ({"occurredAt": "0001-01-01T00:00:00Z"}, "occurredAt"),
+        ({"occurredAt": "1969-12-31T23:59:59Z"}, "occurredAt"),
+        ({"metadata": {"blob": "é" * 8200}}, "metadata"),  # 16,400 bytes of UTF-8
         ({"playerId": ""}, "playerId"),
     ],
 )
@@ -116,6 +119,19 @@ async def test_bad_input_is_a_clear_error_and_writes_nothing(client, make_tenant
         assert errors[0]["code"] == "INVALID" and errors[0]["field"] == ["input", field]
         assert errors[0]["message"]
     assert await Event.all().count() == 0 and not await Player.filter(external_id="bad").exists()
+
+
+async def test_metadata_is_measured_in_utf8_bytes_and_an_instant_in_any_offset_is_one(
+    client, make_tenant
+):
+    key = await make_tenant("habits")
+    # 6,000 bytes of UTF-8 (the escaped JSON text is three times as long): accepted.
+    emoji = {"playerId": "m", "eventType": "x", "metadata": {"x": "\U0001f600" * 1500}}
+    assert await errors_of(client, key, emoji) == []
+    event = {"playerId": "m", "eventType": "x", "idempotencyKey": "same-instant"}
+    first = await record(client, key, **event, occurredAt="2026-11-20T10:00:00Z")
+    again = await record(client, key, **event, occurredAt="2026-11-20T12:00:00+02:00")
+    assert again["duplicate"] and again["event"]["id"] == first["event"]["id"]
 
 
 async def test_late_events_count_toward_their_own_day(client, make_tenant):
@@ -244,6 +260,36 @@ async def test_a_bad_cursor_is_a_clear_error(client, make_tenant):
     assert "invalid cursor" in result.errors[0]["message"]
 
 
+EVENTS_PAGE = """query($after: String) { player(id: "o") {
+  events(first: 1, after: $after) {
+    edges { cursor node { id occurredAt } } pageInfo { hasNextPage } } } }"""
+
+
+async def test_events_sent_with_any_offset_page_in_time_order_without_gaps(client, make_tenant):
+    key = await make_tenant("habits")
+    times = [
+        "2026-11-20T10:00:00Z",
+        "2026-11-20T10:00:00.500Z",
+        "2026-11-20T12:00:00+02:00",  # the same instant as the first
+        "2026-11-20T09:59:59.999Z",
+        "2026-11-20T05:30:00-05:00",  # 10:30 UTC: the latest
+    ]
+    for at in times:
+        await record(client, key, playerId="o", eventType="x", occurredAt=at)
+    seen, after = [], None
+    while True:
+        result = await gql(client, EVENTS_PAGE, {"after": after}, token=key)
+        page = result.data["player"]["events"]
+        seen += [edge["node"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["edges"][-1]["cursor"]
+    assert len({e["id"] for e in seen}) == len(times)
+    instants = [datetime.fromisoformat(e["occurredAt"]) for e in seen]
+    assert instants == sorted(instants, reverse=True)
+    assert instants[0] == datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+
+
 async def test_a_batch_may_hold_an_item_earlier_than_a_previous_one(client, make_tenant):
     key = await make_tenant("callcenter")
     events = [
@@ -284,3 +330,39 @@ async def test_a_batch_mixing_known_and_new_players_and_stored_keys(client, make
         player = await Player.get(external_id=external_id).prefetch_related("wallet")
         lines = await PointTransaction.filter(player_id=player.id).values_list("amount", flat=True)
         assert player.wallet.balance == sum(lines) == balance
+
+
+ADJUST = """mutation($amount: Float!) { adjustPoints(input: {playerId: "big", amount: $amount,
+  reason: "r"}) { errors { code field } } }"""
+
+
+async def test_points_beyond_what_the_ledger_holds_are_refused_and_write_nothing(
+    client, make_tenant
+):
+    key = await make_tenant("habits")  # levels of 100 points, no level-up bonus
+    # 2 × 10^11 points: 2 × 10^9 levels, found at once (not one by one).
+    huge = {"playerId": "big", "eventType": "x", "category": "finance", "value": 100000000000}
+    first = await record(client, key, **huge)
+    assert first["pointsAwarded"] == 200000000000.0
+    assert first["levelUp"]["to"] == 2000000001
+    errors = await errors_of(client, key, huge)  # a level beyond 32 bits
+    assert errors[0]["code"] == "LIMIT_REACHED"
+    batch = await gql(
+        client, BATCH, {"input": [huge, {"playerId": "b", "eventType": "x"}]}, token=key
+    )
+    assert [e["field"] for e in batch.data["recordEvents"]["errors"]] == [["0", "value"]]
+    assert len(batch.data["recordEvents"]["outcomes"]) == 1  # the other item is recorded
+    assert await Event.filter(player__external_id="big").count() == 1
+
+    key = await make_tenant("callcenter", slug="cc")  # ten levels: points may grow
+    await record(client, key, playerId="big", eventType="call_completed")
+    lines = PointTransaction.filter(player__external_id="big", tenant__slug="cc")
+    for amount, code in ((1e26, "INVALID"), (-1e30, "INVALID"), (9e13, None)):
+        result = await gql(client, ADJUST, {"amount": amount}, token=key)
+        assert [e["code"] for e in result.data["adjustPoints"]["errors"]] == (
+            [code] if code else []
+        )
+    written = await lines.count()  # the event, the award and nine level-up bonuses
+    result = await gql(client, ADJUST, {"amount": 9e13}, token=key)  # 1.8 × 10^14 in all
+    assert result.data["adjustPoints"]["errors"][0]["code"] == "LIMIT_REACHED"
+    assert await lines.count() == written == 11

@@ -145,3 +145,98 @@ async def test_create_data_source_refuses_bad_mappings(client, make_tenant):
         result = await gql(client, CREATE, {"input": bad}, token=key)
         errors = result.data["createDataSource"]["errors"]
         assert errors[0]["code"] == "INVALID" and errors[0]["field"][:2] == ["input", field]
+
+
+async def test_record_ids_are_keys_per_source_and_epochs_may_be_milliseconds(client, make_tenant):
+    key = await make_tenant("habits")
+    ids = []
+    for name in ("A", "B"):
+        created = await gql(
+            client,
+            CREATE,
+            {
+                "input": {
+                    "sourceType": "custom",
+                    "name": name,
+                    "eventMapping": {"event_type": {"const": "x"}, "idempotency_key": "id"},
+                }
+            },
+            token=key,
+        )
+        ids.append(created.data["createDataSource"]["dataSource"]["id"])
+    # The same raw id in two sources: two records, not a conflict.
+    a = await normalize(client, key, sourceId=ids[0], event={"player_id": "s", "id": "1"})
+    b = await normalize(
+        client, key, sourceId=ids[1], event={"player_id": "s", "id": "1", "value": 2}
+    )
+    assert a["errors"] == [] and b["errors"] == [] and not b["outcome"]["duplicate"]
+    again = await normalize(client, key, sourceId=ids[0], event={"player_id": "s", "id": "1"})
+    assert again["outcome"]["duplicate"]
+    millis = await normalize(
+        client, key, sourceId=ids[0], event={"player_id": "s", "timestamp": 1763700000000}
+    )
+    assert millis["outcome"]["event"]["occurredAt"].startswith("2025-11-21T04:40:00")
+
+
+async def test_seed_001_record_without_its_own_id_goes_through_the_telco_cdr_source(
+    client, make_tenant
+):
+    key = await make_tenant("telco")
+    payload = await normalize(
+        client,
+        key,
+        sourceType="cdr",
+        event={
+            "customer_id": "uuid-here",
+            "call_type": "outgoing",
+            "duration": 120,
+            "call_time": "2026-01-22T10:00:00Z",
+        },
+    )
+    assert payload["errors"] == []
+    assert payload["outcome"]["event"]["eventType"] == "CALL"
+
+
+async def test_out_of_range_source_ids_and_dates_are_clear_errors(client, make_tenant):
+    key = await make_tenant("telco")
+    for source_id in ("3000000000", "99999999999999999999999"):
+        found = await normalize(client, key, sourceId=source_id, event={"customer_id": "x"})
+        assert found["errors"][0]["code"] == "NOT_FOUND"
+    ancient = await normalize(
+        client,
+        key,
+        sourceType="cdr",
+        event={"customer_id": "x", "call_type": "outgoing", "call_time": "-62135596800"},
+    )
+    assert ancient["errors"][0]["code"] == "INVALID"
+    assert await Event.all().count() == 0
+
+
+async def test_connection_config_secrets_never_appear_in_errors_or_logs(
+    client, make_tenant, caplog
+):
+    key = await make_tenant("telco")
+    config = {"api_key": "SECRET-VAR-1", "port": 5432}
+    # Variables: the input lacks its name, and graphql-core's message quotes the value.
+    by_variables = await gql(
+        client,
+        CREATE,
+        {"input": {"sourceType": "cdr", "eventMapping": {}, "connectionConfig": config}},
+        token=key,
+        expect_errors=True,
+    )
+    # Inline: a wrong type beside the secret, and the logged error's source line.
+    inline = await gql(
+        client,
+        'mutation { createDataSource(input: {sourceType: "cdr", name: 5, eventMapping: {}, '
+        'connectionConfig: {api_key: "SECRET-INLINE-2"}}) { errors { code } } }',
+        token=key,
+        expect_errors=True,
+    )
+    answered = str(by_variables.errors) + str(inline.errors)
+    assert by_variables.errors and inline.errors
+    assert "required field 'name'" in answered and "[redacted]" in answered
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "required field 'name'" in logged
+    for secret in ("SECRET-VAR-1", "5432", "SECRET-INLINE-2"):
+        assert secret not in answered and secret not in logged

@@ -149,6 +149,31 @@ async def test_concurrent_single_events_are_coalesced_and_all_applied_in_order(r
     await assert_invariant()
 
 
+async def test_one_callers_failure_does_not_fail_the_events_coalesced_with_it(rt, monkeypatch):
+    """An event that breaks the shared transaction in an unforeseen way (simulated here:
+    its check raises something other than a UserError) fails alone: the callers
+    coalesced with it get their outcomes, and nothing of its own is written."""
+    tenant = await create_tenant("isolate", preset="callcenter")
+    checked = ingest.check_event
+
+    def check(index, item, rules, now):
+        if item.player_id == "boom":
+            raise RuntimeError("unforeseen")
+        return checked(index, item, rules, now)
+
+    monkeypatch.setattr(ingest, "check_event", check)
+    calls = [ingest.EventInput(f"ok{n}", "call_completed") for n in range(20)]
+    calls.insert(7, ingest.EventInput("boom", "call_completed"))
+    results = await asyncio.gather(
+        *(ingest.record_event(rt, tenant, c) for c in calls), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(results[7], RuntimeError)
+    assert all(r.points == 10 for r in results if not isinstance(r, BaseException))
+    assert await Player.filter(tenant_id=tenant.id).count() == 20  # no "boom" player
+    await assert_invariant()
+
+
 @pytest.mark.postgres
 async def test_batches_racing_with_one_idempotency_key_apply_it_once(rt):
     tenant = await create_tenant("race", preset="habits")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -305,5 +306,43 @@ async def test_board_scores_keyed_by_their_board_keep_rows_ids_and_upserts(tmp_p
         assert await _primary_key(scratch) == ("id",)
         assert (key, True) in await scratch.indexes()
         assert await scratch.run(SCORE_ROWS) == rows
+    finally:
+        await scratch.drop()
+
+
+async def test_event_times_stored_with_an_offset_are_brought_to_utc(tmp_path):
+    """Migration 0015: SQLite's event and wallet times written with another offset are
+    rewritten in UTC (the same instant), so that they sort as text; PostgreSQL's
+    timestamptz needs nothing."""
+    scratch = _Scratch(tmp_path)
+    await scratch.create()
+    try:
+        await _migrate_to(scratch.settings, "models.0014_board_score_key_is_primary")
+        await scratch.players(1)
+        times = ("2026-11-20 12:00:00+02:00", "2026-11-20 10:00:00.500000+00:00")
+        values = [datetime.fromisoformat(t) if IS_POSTGRES else t for t in times]
+        for n, at in enumerate(values):
+            await scratch.run(
+                "INSERT INTO event (id, tenant_id, player_id, event_type, value, occurred_at, "
+                "recorded_at, source, metadata, points_awarded, payload_hash, outcome) VALUES "
+                f"('00000000-0000-0000-0000-00000000000{n}', 1, 1, 'x', 1, $1, $2, 'api', "
+                "'{}', 0, 'h', '{}')",
+                at,
+                at,
+            )
+        await scratch.run(
+            "INSERT INTO wallet (player_id, tenant_id, balance, lifetime_earned, level, "
+            "streak_current, streak_best, last_event_at, updated_at) "
+            "VALUES (1, 1, 0, 0, 1, 0, 0, $1, CURRENT_TIMESTAMP)",
+            values[0],
+        )
+        await _migrate_to(scratch.settings, "models.0015_sqlite_utc_event_times")
+        order = "SELECT id FROM event ORDER BY occurred_at DESC"
+        assert [str(r[0])[-1] for r in await scratch.run(order)] == ["1", "0"]
+        if not IS_POSTGRES:
+            stored = await scratch.run("SELECT occurred_at FROM event ORDER BY id")
+            assert [r[0] for r in stored] == ["2026-11-20 10:00:00+00:00", times[1]]
+            wallet = await scratch.run("SELECT last_event_at FROM wallet")
+            assert wallet == [("2026-11-20 10:00:00+00:00",)]
     finally:
         await scratch.drop()

@@ -6,11 +6,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.engine import decay, levels, streaks
-from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
+from app.engine.outcome import (
+    MAX_POINTS,
+    ZERO,
+    EventFacts,
+    OverLimit,
+    PlayerFacts,
+    PlayerState,
+    apply_event,
+)
 from app.engine.points import CENT
 from app.engine.rules import Decay, parse_rules
 
@@ -220,3 +229,37 @@ def test_a_period_key_names_the_days_from_its_first_day_to_its_end(day):
         assert periods.previous_key(period, end) == key
     assert periods.first_day("ALL_TIME", "all") is None
     assert periods.end_day("ALL_TIME", "all") is None
+
+
+def _formula_rules(bonus: int):
+    return parse_rules(
+        {
+            "rules": [{"event_type": "*", "steps": [{"type": "per_unit", "points": "1"}]}],
+            "level_formula": {"step": 100},
+            "level_up_bonus": bonus,
+        }
+    )
+
+
+def _one(rules, value, state=None):
+    facts = EventFacts("x", Decimal(value), date(2026, 11, 20))
+    return apply_event(rules, state or PlayerState(), facts, PlayerFacts(), earned_on_day=ZERO)
+
+
+def test_a_formula_without_bonus_finds_the_level_of_a_huge_jump_at_once():
+    result = _one(_formula_rules(bonus=0), "200000000000")  # 2 × 10^9 levels, no lines
+    assert result.state.level == 2_000_000_001
+    assert [e.kind for e in result.entries] == ["EARN"]
+    with pytest.raises(OverLimit, match="level"):  # beyond a 32-bit level
+        _one(_formula_rules(bonus=0), "9999999999999")
+
+
+def test_level_bonuses_and_points_stay_within_what_the_ledger_holds():
+    paid = _one(_formula_rules(bonus=5), "50000")  # 500 levels of 100, a line each
+    assert paid.state.level == 527  # the bonuses (5 each) cross 26 more
+    assert sum(e.kind == "LEVEL_UP_BONUS" for e in paid.entries) == 526
+    with pytest.raises(OverLimit, match="levels"):
+        _one(_formula_rules(bonus=5), "200000")
+    near = PlayerState(balance=MAX_POINTS - 1, lifetime=MAX_POINTS - 1)
+    with pytest.raises(OverLimit, match="below"):
+        _one(_formula_rules(bonus=0), "1", near)
