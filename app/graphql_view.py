@@ -6,9 +6,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from app.codec import dumps_bytes
 from app.context import Context
@@ -18,9 +19,23 @@ from app.runtime import Runtime
 from app.services.access import authenticate, bearer
 
 
+class TextWebSocketAdapter(ASGIWebSocketAdapter):
+    """Every WebSocket message as a text frame, as both GraphQL WebSocket protocols
+    require: Strawberry sends the view's `encode_json` bytes as binary frames, which
+    browsers hand over as Blobs and the graphql-ws client refuses ("Message is missing
+    the 'type' property")."""
+
+    async def send_json(self, message: Any) -> None:
+        try:
+            await self.ws.send_text(dumps_bytes(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class QuestlineGraphQL(GraphQL[Context, None]):
     # Lets live subscriptions write one shared rendering per message (app.live).
     graphql_transport_ws_handler_class = LiveTransportWSHandler
+    websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(self, schema: Any, rt: Runtime, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)

@@ -59,6 +59,7 @@ class _ReadyAfterSubscribeRedisBackend(RedisBackend):
 
 _CLOSED = object()
 HEARTBEAT_SECONDS = 0.5
+CONNECT_SECONDS = 3.0  # at most, for the subscriber connection to Redis
 # Many messages in one command: a pipeline of one PUBLISH per message costs the server
 # process a command's packing and parsing each, and a batch of 500 events sends ~1,000.
 PUBLISH_MANY = """
@@ -139,9 +140,18 @@ class Hub:
         return f"{self.prefix}:{channel}"
 
     async def connect(self) -> None:
-        await self._broadcast.connect()
+        """Subscribes to Redis. A server may start while Redis is down (or hangs): its
+        API serves at once, and live updates begin when the heartbeat finds Redis back."""
+        broken = False
+        try:
+            await asyncio.wait_for(self._broadcast.connect(), CONNECT_SECONDS)
+        except Exception as exc:
+            if self._publisher is None:
+                raise
+            log.warning("Redis unreachable at start (%r): live updates wait for it", exc)
+            broken = True
         if self._publisher is not None:
-            self._watchdog = asyncio.create_task(self._watch())
+            self._watchdog = asyncio.create_task(self._watch(broken))
 
     def stats(self) -> dict[str, int]:
         return {
@@ -152,10 +162,9 @@ class Hub:
             "renders": self.renders,
         }
 
-    async def _watch(self) -> None:
+    async def _watch(self, broken: bool = False) -> None:
         """Heartbeat: notice a dead Redis subscription and rebuild it once Redis is back."""
         assert self._publisher is not None
-        broken = False
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             backend = self._broadcast._backend
@@ -177,7 +186,7 @@ class Hub:
 
     async def _resubscribe(self) -> None:
         old, self._broadcast = self._broadcast, self._new_broadcast()
-        await self._broadcast.connect()
+        await asyncio.wait_for(self._broadcast.connect(), CONNECT_SECONDS)
         for channel, entry in list(self._channels.items()):
             if entry.reader is not None:
                 await aio.stop(entry.reader, 2)

@@ -36,6 +36,9 @@ class GraphQLWebSocket:
         """The next message that is not a keep-alive ping."""
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), within)
+            # Text frames only, as the protocol says (browsers and the graphql-ws client
+            # refuse binary ones).
+            assert isinstance(raw, str), f"a binary frame: {raw[:80]!r}"
             message = json.loads(raw)
             if message["type"] == "ping":
                 await self.send({"type": "pong"})

@@ -101,3 +101,51 @@ async def test_subscribers_receive_again_after_redis_comes_back(
     change = (await ws.receive())["payload"]["data"]["pointsChanged"]
     assert change["amount"] == 3.0 and change["wallet"]["balance"] == 6.0
     await ws.close()
+
+
+async def test_a_server_starts_while_redis_is_down_and_goes_live_when_it_comes(
+    live_server_factory, make_tenant
+):
+    key = await make_tenant("habits", slug="late-redis")
+    redis = OwnRedis()  # its port is free: nothing answers there yet
+    server = live_server_factory(REDIS_URL=f"redis://127.0.0.1:{redis.port}/0")
+    try:
+        data = await post(
+            server, key, RECORD, {"input": {"playerId": "d", "eventType": "x", "value": 1}}
+        )
+        assert data["recordEvent"]["outcome"]["pointsAwarded"] == 1.0
+        redis.start()
+        for _ in range(100):
+            if (await realtime(server))["reconnects"] >= 1:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the hub did not subscribe once Redis came")
+        ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+        await ws.subscribe(POINTS, {"id": "d"})
+        await wait_for_subscribers(server, 1)
+        await post(server, key, RECORD, {"input": {"playerId": "d", "eventType": "x", "value": 2}})
+        assert (await ws.receive())["payload"]["data"]["pointsChanged"]["amount"] == 2.0
+        await ws.close()
+    finally:
+        redis.stop()
+
+
+async def test_a_hung_redis_does_not_hold_mutations(live_server_factory, make_tenant, own_redis):
+    """A Redis that stops answering (SIGSTOP) rather than refusing: each mutation still
+    answers within the Redis timeouts, with its outcome."""
+    import signal
+
+    key = await make_tenant("habits", slug="hung")
+    server = live_server_factory(REDIS_URL=f"redis://127.0.0.1:{own_redis.port}/0")
+    await post(server, key, RECORD, {"input": {"playerId": "h", "eventType": "x", "value": 1}})
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        data = await post(
+            server, key, RECORD, {"input": {"playerId": "h", "eventType": "x", "value": 2}}
+        )
+        assert data["recordEvent"]["outcome"]["pointsAwarded"] == 2.0
+        assert time.monotonic() - started < 10  # the boards' and the hub's timeouts
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
