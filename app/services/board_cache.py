@@ -11,6 +11,9 @@ PostgreSQL (or SQLite) is the record; with REDIS_URL set each tenant-wide public
 - `…:s`, the state: `building` while a rebuild runs (writes apply, reads go to SQL),
   `ready` after. A missing state means the set is missing or incomplete: reads go to SQL
   and one process rebuilds it from the record (`SET NX` on the state is the lock).
+  A ready board always has as many members as hash entries (every write changes both
+  in one script); when it has not (one key evicted or deleted), reads and writes drop
+  all three keys, and it is rebuilt.
 
 Writes carry absolute values read back from the committed rows, and a set only ever
 takes a higher score for a player (period points only grow), so writes arriving out of
@@ -57,7 +60,14 @@ local boards = #KEYS / 3
 local changed = 0
 for b = 0, boards - 1 do
   local zset, hash, state = KEYS[3 * b + 1], KEYS[3 * b + 2], KEYS[3 * b + 3]
-  if redis.call('GET', state) then
+  local st = redis.call('GET', state)
+  if st == 'ready' and redis.call('ZCARD', zset) ~= redis.call('HLEN', hash) then
+    -- One of the two lost (evicted, deleted): a write would make it worse. Dropped
+    -- whole; the next read serves SQL and rebuilds it.
+    redis.call('DEL', zset, hash, state)
+    st = false
+  end
+  if st then
     local rows = cjson.decode(ARGV[2 * b + 2])
     for i = 1, #rows, 3 do
       local pk, score, member = rows[i], tonumber(rows[i + 1]), rows[i + 2]
@@ -106,6 +116,10 @@ return changed
 READ = """
 if redis.call('GET', KEYS[3]) ~= 'ready' then return false end
 local total = redis.call('ZCARD', KEYS[1])
+if total ~= redis.call('HLEN', KEYS[2]) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])  -- partly lost: rebuilt from the record
+  return false
+end
 local offset, count = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rank, mine, mine_score = -1, nil, '0'
 if ARGV[3] ~= '' then

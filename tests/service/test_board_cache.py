@@ -284,3 +284,22 @@ async def test_rebuild_command_restores_the_boards_from_the_record(rt, settings)
     assert one.returncode == 1 and "not a DAILY key" in one.stderr
     missing = await questline(settings, "leaderboard", "rebuild", "--tenant", "nope")
     assert missing.returncode == 1 and "no tenant" in missing.stderr
+
+
+@pytest.mark.parametrize("lost", [0, 1])  # the sorted set, or the hash
+async def test_a_board_that_lost_one_of_its_keys_is_rebuilt_not_served(rt, lost):
+    """Keys expire and may be evicted one at a time: a ready board missing its set or
+    its hash is neither served nor written to, but rebuilt from the record."""
+    tenant = await create_tenant(f"zpart{lost}", preset="habits")
+    cache = rt.boards
+    ids = await seed_ties(rt, tenant, 12)
+    await ready(cache, tenant)
+    await cache.redis.delete(cache.keys(tenant.id, "ALL_TIME", "all")[lost])
+    await ingest.record_event(rt, tenant, ingest.EventInput(ids[5], "x", value=1))
+    expected = shown(await leaderboards.board(tenant, Period.ALL_TIME, first=50))
+    page = await leaderboards.board(tenant, Period.ALL_TIME, first=50, cache=cache)
+    assert shown(page) == expected and expected[0] == 12
+    await cache.wait_rebuilds()
+    for kwargs in ({"first": 50}, {"first": 3, "around": ids[5]}):
+        redis_page, sql_page = await both(tenant, cache, Period.ALL_TIME, **kwargs)
+        assert redis_page == sql_page
