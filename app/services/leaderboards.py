@@ -76,12 +76,7 @@ def boards_to_rebuild(
     or one named period and key."""
     wanted = [Period(period)] if period else list(Period)
     if key is not None:
-        try:
-            periods.first_day(wanted[0].value, key)
-        except ValueError:
-            raise UserError(
-                ErrorCode.INVALID, f"{key!r} is not a {wanted[0].value} key", "key"
-            ) from None
+        _day_of_key(wanted[0], key)  # the key the API would take, written the same way
         return [(wanted[0].value, key)]
     day = _today(tenant, now)
     out: list[tuple[str, str]] = []
@@ -166,7 +161,8 @@ def _day_of_key(period: Period, key: str) -> date:
         day = periods.first_day(period.value, key)
     except ValueError:
         day = None
-    if day is None or periods.period_key(period.value, day) != key:
+    # Years 1970-9998: events are no older, and every key has a previous and a next.
+    if day is None or not 1970 <= day.year <= 9998 or periods.period_key(period.value, day) != key:
         raise UserError(
             ErrorCode.INVALID,
             f"{key!r} is not a {period.value} period key (e.g. 2026-11-20, 2026-W47, 2026-11)",

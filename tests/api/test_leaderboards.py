@@ -127,6 +127,20 @@ async def test_bad_arguments_are_clear_errors(client, make_tenant):
             client, BOARD, {"period": "ALL_TIME", **variables}, token=key, expect_errors=True
         )
         assert message in result.errors[0]["message"]
+    for period, period_key in (
+        ("DAILY", "0001-01-01"),
+        ("DAILY", "20261121"),
+        ("WEEKLY", "2026-W7"),
+    ):
+        result = await gql(
+            client,
+            "query($p: LeaderboardPeriod!, $k: String) "
+            "{ leaderboard(period: $p, periodKey: $k) { totalPlayers } }",
+            {"p": period, "k": period_key},
+            token=key,
+            expect_errors=True,
+        )
+        assert f"is not a {period} period key" in result.errors[0]["message"]
 
 
 async def test_a_hidden_player_is_off_public_boards_but_sees_their_own_rank(

@@ -281,7 +281,11 @@ async def test_rebuild_command_restores_the_boards_from_the_record(rt, settings)
     one = await questline(
         settings, "leaderboard", "rebuild", "--tenant", "zcli", "--period", "DAILY", "--key", "x"
     )
-    assert one.returncode == 1 and "not a DAILY key" in one.stderr
+    assert one.returncode == 1 and "not a DAILY period key" in one.stderr
+    unpadded = await questline(  # a day written another way: refused, not an empty board
+        settings, "leaderboard", "rebuild", "--period", "WEEKLY", "--key", "2026-W7"
+    )
+    assert unpadded.returncode == 1 and "not a WEEKLY period key" in unpadded.stderr
     missing = await questline(settings, "leaderboard", "rebuild", "--tenant", "nope")
     assert missing.returncode == 1 and "no tenant" in missing.stderr
 
