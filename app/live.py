@@ -79,6 +79,9 @@ def _renderer(current: _Current, context: Any, build: Callable[[dict[str, Any]],
     document = _parse(op.query)  # valid: Strawberry checked it before the resolver ran
 
     async def render(message: dict[str, Any]) -> str:
+        # Each message is rendered from current rows: the connection's loaders would
+        # hand back what they cached for the previous one (a wallet, a player).
+        context.refresh_loaders()
         result = execute(
             schema,
             document,
@@ -286,6 +289,7 @@ async def live_feed(
     direct = _direct(info)
     if direct is None:
         async for value in values():
+            info.context.refresh_loaders()  # as `render` does
             yield build(value)
         return
     current, websocket = direct

@@ -40,6 +40,27 @@ async def test_leaderboard_changed_sends_the_board_then_each_change(live_server_
     await ws.close()
 
 
+async def test_each_board_push_renders_its_players_as_they_now_stand(live_server_factory, key):
+    """Nested player fields come from current rows, not from what the connection's
+    loaders cached for an earlier push."""
+    server = live_server_factory()
+    await post(server, key, RECORD, {"input": {"playerId": "w", "eventType": "x", "value": 5}})
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+    await ws.subscribe(
+        "subscription { leaderboardChanged(period: ALL_TIME, first: 3) "
+        "{ entries { points player { id wallet { balance } } } } }"
+    )
+    for expected in (5.0, 12.0, 20.0):
+        if expected > 5:
+            value = expected - (12.0 if expected == 20.0 else 5.0)
+            await post(
+                server, key, RECORD, {"input": {"playerId": "w", "eventType": "x", "value": value}}
+            )
+        (entry,) = (await ws.receive())["payload"]["data"]["leaderboardChanged"]["entries"]
+        assert entry["points"] == entry["player"]["wallet"]["balance"] == expected
+    await ws.close()
+
+
 async def test_rank_changed_when_another_player_passes(live_server_factory, key):
     server = live_server_factory()
     await post(server, key, RECORD, {"input": {"playerId": "me", "eventType": "x", "value": 10}})
