@@ -81,10 +81,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(shutdown.step("the hub", rt.hub.disconnect, 6))
             # In-flight events finish (their callers get outcomes) before the pool closes.
             stack.push_async_callback(shutdown.step("queued events", rt.coalescer.wait_idle, 5))
-            revocations = asyncio.create_task(listen_for_revocations(rt.hub))
+            revocations = asyncio.create_task(listen_for_revocations(rt.hub, rt.sockets.revoked))
             # Before the hub closes its connections: a stalled unsubscribe is cut off.
             stack.push_async_callback(
                 shutdown.step("the revocation listener", lambda: aio.stop(revocations), 2)
+            )
+            credentials = asyncio.create_task(rt.sockets.check_forever(settings))
+            stack.push_async_callback(
+                shutdown.step("the sockets' credential check", lambda: aio.stop(credentials), 2)
             )
             if settings.is_postgres:  # board points a crashed batch left pending
                 sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))

@@ -53,3 +53,15 @@ class AuthError(GraphQLError):
 class Forbidden(AuthError):
     def __init__(self, message: str = "not allowed") -> None:
         super().__init__(message, code="FORBIDDEN")
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber's queue overflowed; it must re-query and subscribe again."""
+
+
+def shown_to_clients(error: GraphQLError) -> bool:
+    """An error whose message the client gets as it is: GraphQL's own (no original),
+    auth, input (ValueError) and a subscription dropped for falling behind. Anything
+    else is unexpected: masked, its internals kept out of the answer."""
+    original = error.original_error
+    return original is None or isinstance(original, (AuthError, ValueError, SubscriberTooSlow))

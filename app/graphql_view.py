@@ -61,6 +61,8 @@ class QuestlineGraphQL(GraphQL[Context, None]):
             context.authenticated(await authenticate(self.rt.settings, credential))
         except AuthError as exc:
             raise ConnectionRejectionError({"message": exc.message}) from None
+        if credential is not None and isinstance(context.request, WebSocket):
+            self.rt.sockets.add(credential, context.request)  # closed if it stops passing
         return {"tenant": context.viewer.tenant.slug, "access": context.viewer.access.value}
 
     def encode_json(self, data: object) -> bytes:

@@ -36,8 +36,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from app import aio
-from app.errors import AuthError
-from app.realtime import SubscriberTooSlow
+from app.errors import SubscriberTooSlow, shown_to_clients
 from app.ws_frames import frame_writer
 
 BACKLOG = 256  # frames waiting for one slow socket before it is dropped (the queue size)
@@ -54,16 +53,51 @@ _OPERATION: ContextVar[_Current | None] = ContextVar("questline_ws_operation", d
 
 class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
     """Strawberry's graphql-transport-ws handler; marks each operation's task so that
-    `live()` can deliver to its socket directly."""
+    `live()` can deliver to its socket directly. A message of the wrong shape closes
+    the socket with 4400, as the protocol says (Strawberry's raised, and the socket
+    closed without a code); a query that does not parse gets an `error` message (it
+    got a bare `complete`)."""
+
+    async def handle_message(self, message: Any) -> None:
+        problem = _malformed(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        if message["type"] == "subscribe" and self.connection_acknowledged:
+            try:
+                _parse(message["payload"]["query"])
+            except GraphQLError as error:
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [error.formatted]}
+                )
+                return
+        await super().handle_message(message)
 
     async def run_operation(self, operation: Operation[Any, None]) -> None:
         _OPERATION.set(_Current(self, operation))  # this task's context only
         await super().run_operation(operation)
 
 
+def _malformed(message: Any) -> str | None:
+    """What is wrong with a client message's shape (None: nothing)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "a message is a JSON object with a type"
+    if message["type"] != "subscribe":
+        return None
+    payload = message.get("payload")
+    if not isinstance(message.get("id"), str) or not isinstance(payload, dict):
+        return "subscribe needs an id and a payload object"
+    if not isinstance(payload.get("query"), str):
+        return "subscribe needs payload.query, a string"
+    if not isinstance(payload.get("variables") or {}, dict):
+        return "payload.variables must be an object"
+    if not isinstance(payload.get("operationName") or "", str):
+        return "payload.operationName must be a string"
+    return None
+
+
 def _masked(error: GraphQLError) -> dict[str, Any]:
-    original = error.original_error
-    if original is None or isinstance(original, (AuthError, ValueError)):
+    if shown_to_clients(error):
         return error.formatted
     return GraphQLError("Unexpected error.", error.nodes, path=error.path).formatted
 

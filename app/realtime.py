@@ -29,12 +29,9 @@ from redis.asyncio import Redis
 
 from app import aio, shutdown
 from app.codec import dumps_bytes
+from app.errors import SubscriberTooSlow
 
 log = logging.getLogger("questline.realtime")
-
-
-class SubscriberTooSlow(Exception):
-    """The subscriber's queue overflowed; it must re-query and subscribe again."""
 
 
 class _ReadyAfterSubscribeRedisBackend(RedisBackend):

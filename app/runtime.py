@@ -9,6 +9,7 @@ from app.realtime import Hub
 from app.services.board_cache import BoardCache
 from app.services.coalesce import Coalescer
 from app.settings import Settings
+from app.ws_auth import SocketCredentials
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -22,6 +23,8 @@ class Runtime:
     coalescer: Coalescer = field(default_factory=Coalescer)
     # Leaderboards in Redis sorted sets (None: served from SQL).
     boards: BoardCache | None = None
+    # The open WebSockets by credential: closed when it is revoked or expires.
+    sockets: SocketCredentials = field(default_factory=SocketCredentials)
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.settings.redis_url, prefix=self.settings.redis_prefix)

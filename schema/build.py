@@ -23,7 +23,7 @@ from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.tools import merge_types
 
-from app.errors import AuthError
+from app.errors import shown_to_clients
 
 # Input fields whose values are secrets: stored, never returned, never logged
 # (a data source's credentials).
@@ -33,8 +33,7 @@ REDACTED = "[redacted]"
 
 def _mask(error: GraphQLError) -> bool:
     """Hide unexpected errors' internals; keep auth, validation and input errors."""
-    original = error.original_error
-    return not (original is None or isinstance(original, (AuthError, ValueError)))
+    return not shown_to_clients(error)
 
 
 DEPTH_LIMIT = create_validator(max_depth=12, should_ignore=None)

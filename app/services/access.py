@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -129,11 +130,17 @@ def forget_key(prefix: str) -> None:
     _key_rows.forget(prefix)  # a read begun before the revocation is not shared on
 
 
-async def listen_for_revocations(hub: Hub) -> None:
-    """Runs for the server's lifetime: revoked keys stop working in this process at once."""
+async def listen_for_revocations(
+    hub: Hub, then: Callable[[str], Awaitable[None]] | None = None
+) -> None:
+    """Runs for the server's lifetime: revoked keys stop working in this process at once
+    (`then(prefix)`: what else must stop, e.g. the key's open sockets)."""
     async with hub.subscribe(KEYS_CHANNEL) as messages:
         async for message in messages:
-            forget_key(str(message.get("revoked", "")))
+            prefix = str(message.get("revoked", ""))
+            forget_key(prefix)
+            if then is not None:
+                await then(prefix)
 
 
 async def _key_with_tenant(prefix: str) -> dict | None:

@@ -69,3 +69,21 @@ async def test_a_subscriber_too_far_behind_is_dropped(monkeypatch):
     with pytest.raises(SubscriberTooSlow):
         await asyncio.wait_for(sink.done, 1)
     await sink.close()
+
+
+def test_a_dropped_subscription_says_why_in_production_too():
+    """Production masks unexpected errors; falling behind is not one: the subscriber
+    must learn to re-query."""
+    from graphql import GraphQLError
+
+    from app.errors import shown_to_clients
+    from app.live import _masked
+
+    dropped = GraphQLError(
+        "subscriber fell too far behind; re-query",
+        original_error=SubscriberTooSlow("subscriber fell too far behind; re-query"),
+    )
+    assert shown_to_clients(dropped)
+    assert "too far behind" in _masked(dropped)["message"]
+    crashed = GraphQLError("boom", original_error=RuntimeError("internals"))
+    assert _masked(crashed)["message"] == "Unexpected error."
