@@ -30,8 +30,10 @@ class PeriodScore(Model):
     period_key = fields.CharField(max_length=16)  # 2026-11-20, 2026-W47, 2026-11, all
     points = fields.DecimalField(**POINTS, default=0)
     reached_at = fields.DatetimeField()  # when the score last grew: the tie-break
-    # Rank on the public board when the period closed (set by its snapshot).
+    # Rank on the public board when the period closed, and the points it was for (set
+    # by its snapshot; a late event changes `points`, not these).
     final_rank = fields.IntField(null=True)
+    final_points = fields.DecimalField(**POINTS, null=True)
 
     class Meta:
         table = "period_score"

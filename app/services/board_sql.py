@@ -139,6 +139,29 @@ def _ahead(where: Where) -> str:
     )
 
 
+async def own_places(
+    tenant: Tenant, period: Period, key: str, scope: Scope, player_ids: list[int]
+) -> dict[int, tuple[int, Decimal]]:
+    """The rank and points of these players' own rows on a board even where they are
+    hidden from it: 1 + the public rows ahead of each (the rank such a player sees).
+    Players without a row on the board are left out."""
+    if not player_ids:
+        return {}
+    where = where_of(tenant, period, key, scope)
+    own = where_of(tenant, period, key, scope, public=False, join=True)
+    marks = ", ".join(own.mark(n) for n in range(len(player_ids)))
+    conn, text = sql(
+        f"SELECT s.player_id, s.points, s.reached_at {own.sql} AND s.player_id IN ({marks})"
+    )
+    out: dict[int, tuple[int, Decimal]] = {}
+    for row in await conn.execute_query_dict(text, [*own.values, *player_ids]):
+        conn, text = sql(f"SELECT {_ahead(where)} AS n")
+        values = [*where.values, row["points"], row["reached_at"], row["player_id"]]
+        ahead = int((await conn.execute_query_dict(text, values))[0]["n"])
+        out[row["player_id"]] = (ahead + 1, Decimal(str(row["points"])))
+    return out
+
+
 def _around_parts(where: Where, first: int) -> str:
     """The statement of an `around` page (see _sql_around), its rows told apart by
     `part`: the board's size ('t'), the rows ahead of the player ('a'), and up to

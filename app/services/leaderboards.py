@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -20,7 +21,15 @@ from app.engine.periods import local_day
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.services.board_cache import BoardCache
-from app.services.board_sql import Ranking, Scope, order_by, sql, sql_ranking, where_of
+from app.services.board_sql import (
+    Ranking,
+    Scope,
+    order_by,
+    own_places,
+    sql,
+    sql_ranking,
+    where_of,
+)
 from app.services.common import zone
 from app.singleflight import SingleFlight
 from models import (
@@ -112,21 +121,29 @@ async def _previous(
     if scope == Scope() and await _snapshotted(tenant, period, key):
         # Closed and snapshotted: the final ranks, one indexed lookup.
         conn, text = sql(
-            "SELECT player_id, final_rank AS position, points FROM period_score "
+            "SELECT player_id, final_rank AS position, COALESCE(final_points, points) AS points "
+            "FROM period_score "
             "WHERE tenant_id = $1 AND period = $2 AND period_key = $3 "
             f"AND final_rank IS NOT NULL AND player_id IN ({marks})"
         )
         rows = await conn.execute_query_dict(text, [tenant.id, period.value, key, *player_ids])
-    else:
-        where = where_of(tenant, period, key, scope)
-        wanted = ", ".join(where.mark(n) for n in range(len(player_ids)))
-        conn, text = sql(
-            "SELECT player_id, points, position FROM ("
-            f"  SELECT s.player_id, s.points, ROW_NUMBER() OVER ({order_by(where)}) AS position"
-            f"  {where.sql}"
-            f") ranked WHERE player_id IN ({wanted})"
-        )
-        rows = await conn.execute_query_dict(text, [*where.values, *player_ids])
+        return _places(rows)
+    where = where_of(tenant, period, key, scope)
+    wanted = ", ".join(where.mark(n) for n in range(len(player_ids)))
+    conn, text = sql(
+        "SELECT player_id, points, position FROM ("
+        f"  SELECT s.player_id, s.points, ROW_NUMBER() OVER ({order_by(where)}) AS position"
+        f"  {where.sql}"
+        f") ranked WHERE player_id IN ({wanted})"
+    )
+    found = _places(await conn.execute_query_dict(text, [*where.values, *player_ids]))
+    # A player hidden from the board (the `me` of an around page) is not among its
+    # ranked rows: the rank they saw, as their current rank and the final ranks give it.
+    missing = [pk for pk in player_ids if pk not in found]
+    return found | await own_places(tenant, period, key, scope, missing)
+
+
+def _places(rows: list[dict[str, Any]]) -> dict[int, tuple[int, Decimal]]:
     return {r["player_id"]: (int(r["position"]), Decimal(str(r["points"]))) for r in rows}
 
 
@@ -185,11 +202,12 @@ async def _snapshot_ranking(
                 player__external_id=around,
                 final_rank__isnull=False,
             )
-            .only("player_id", "final_rank", "points")
+            .only("player_id", "final_rank", "final_points", "points")
             .first()
         )
-        if row is not None:
-            me = (row.final_rank, row.player_id, row.points)
+        if row is not None:  # the final rank with its own points (a late event adds later)
+            final = row.final_points if row.final_points is not None else row.points
+            me = (row.final_rank, row.player_id, final)
             offset = max(row.final_rank - 1 - first // 2, 0)
     top = snapshot.top[offset : offset + first]
     pks = dict(
@@ -231,7 +249,8 @@ async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> 
     value = where.points.replace("s.points", "period_score.points")
     _, count = sql(f"SELECT COUNT(*) AS n {where.sql}")
     _, final_ranks = sql(
-        "UPDATE period_score SET final_rank = ranked.position FROM ("
+        "UPDATE period_score SET final_rank = ranked.position, final_points = "
+        "period_score.points FROM ("
         f"  SELECT s.player_id, ROW_NUMBER() OVER ({order_by(where)}) AS position {where.sql}"
         ") AS ranked WHERE period_score.player_id = ranked.player_id "
         "AND period_score.tenant_id = $1 AND period_score.period = $2 "
@@ -239,7 +258,8 @@ async def _snapshot(tenant: Tenant, period: Period, key: str, now: datetime) -> 
     )
     # Hidden players keep the rank they saw: their place among the public board.
     _, hidden_ranks = sql(
-        f"UPDATE period_score SET final_rank = 1 + (SELECT COUNT(*) {where.sql} AND "
+        "UPDATE period_score SET final_points = points, "
+        f"final_rank = 1 + (SELECT COUNT(*) {where.sql} AND "
         f"({where.points} > {value} OR ({where.points} = {value} AND "
         "(s.reached_at < period_score.reached_at OR (s.reached_at = period_score.reached_at "
         "AND s.player_id < period_score.player_id))))) WHERE tenant_id = $1 AND period = $2 "

@@ -213,12 +213,18 @@ async def test_closed_periods_are_snapshotted_with_final_ranks_for_history(
     ]
     mine = (await history(key=yesterday, around="shy", first=1)).data["leaderboard"]
     assert mine["me"]["rank"] == 2  # hidden: the rank the player saw (25 is behind 30)
+    late = (await history(key=yesterday, around="a", first=1)).data["leaderboard"]["me"]
+    assert (late["rank"], late["points"]) == (3, 10.0)  # the final rank, with its points
     assert (await history(key=yesterday, offset=2, first=5)).data["leaderboard"]["entries"][0][
         "player"
     ]["id"] == "a"
-    # Today's previous ranks come from yesterday's final ranks.
+    # Today's previous ranks come from yesterday's final ranks, with their points.
     today = (await history()).data["leaderboard"]
     assert [(e["player"]["id"], e["previousRank"]) for e in today["entries"]] == [("a", 3)]
+    change = await gql(
+        client, "{ leaderboard(period: DAILY) { entries { pointsChange } } }", token=key
+    )
+    assert change.data["leaderboard"]["entries"] == [{"pointsChange": 40.0}]  # 50 - 10
     if rt.boards is not None:  # from Redis too, once its sets are ready
         await rt.boards.rebuild(rt_tenant.id, "UTC", "DAILY", yesterday)
         await rt.boards.rebuild(rt_tenant.id, "UTC", "DAILY", days_ago(0)[:10])
@@ -319,3 +325,25 @@ async def test_an_sql_around_read_finds_its_player_by_tenant_and_external_id(cli
 
     players = [n for n in nodes(plan["Plan"]) if n.get("Alias") == "p"]
     assert players and all("tenant_id" in n.get("Index Cond", "") for n in players), plan
+
+
+async def test_a_hidden_players_previous_rank_is_the_one_they_saw_before_and_after_snapshot(
+    client, make_tenant, settings
+):
+    from tests.service.test_cli import questline
+
+    key = await make_tenant("habits", slug="shyprev")
+    for pid, value in (("a", 50), ("shy", 30), ("b", 10)):
+        await record(client, key, playerId=pid, eventType="x", value=value, occurredAt=days_ago(1))
+    hide = 'mutation { upsertPlayer(input: {id: "shy", hideFromLeaderboards: true}) { errors { code } } }'
+    await gql(client, hide, token=key)
+    await record(client, key, playerId="shy", eventType="x", value=5)
+    query = (
+        '{ leaderboard(period: DAILY, around: "shy") { me { rank previousRank pointsChange } } }'
+    )
+    before = (await gql(client, query, token=key)).data["leaderboard"]["me"]
+    assert before == {"rank": 1, "previousRank": 2, "pointsChange": -25.0}
+    done = await questline(settings, "leaderboard", "snapshot", "--tenant", "shyprev")
+    assert done.returncode == 0, done.stderr
+    after = (await gql(client, query, token=key)).data["leaderboard"]["me"]
+    assert after == before
