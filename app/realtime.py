@@ -57,6 +57,8 @@ class _ReadyAfterSubscribeRedisBackend(RedisBackend):
 _CLOSED = object()
 HEARTBEAT_SECONDS = 0.5
 CONNECT_SECONDS = 3.0  # at most, for the subscriber connection to Redis
+# What "look again" subscribers get once the hub has resubscribed after an outage.
+RESUBSCRIBED: dict[str, Any] = {"resubscribed": True}
 # Many messages in one command: a pipeline of one PUBLISH per message costs the server
 # process a command's packing and parsing each, and a batch of 500 events sends ~1,000.
 PUBLISH_MANY = """
@@ -193,6 +195,12 @@ class Hub:
             await entry.ready.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(old.disconnect(), 2)
+        # What was published while Redis was away is lost. "Look again" subscribers
+        # (live boards, ranks) look now: a board that changed meanwhile is pushed.
+        for entry in self._channels.values():
+            for signal in list(entry.signals):
+                if signal.empty():
+                    signal.put_nowait(RESUBSCRIBED)
         self.reconnects += 1
         log.warning("Redis is back: %d channels resubscribed", len(self._channels))
 

@@ -85,7 +85,8 @@ def boards_to_rebuild(
     or one named period and key."""
     wanted = [Period(period)] if period else list(Period)
     if key is not None:
-        _day_of_key(wanted[0], key)  # the key the API would take, written the same way
+        if wanted[0] is not Period.ALL_TIME or key != periods.ALL_TIME_KEY:
+            _day_of_key(wanted[0], key)  # the key the API would take, written the same way
         return [(wanted[0].value, key)]
     day = _today(tenant, now)
     out: list[tuple[str, str]] = []

@@ -149,3 +149,24 @@ async def test_a_hung_redis_does_not_hold_mutations(live_server_factory, make_te
         assert time.monotonic() - started < 10  # the boards' and the hub's timeouts
     finally:
         own_redis.process.send_signal(signal.SIGCONT)
+
+
+async def test_live_boards_look_again_when_redis_comes_back(
+    live_server_factory, make_tenant, own_redis
+):
+    """A change made while Redis was away was never announced: once the hub has
+    resubscribed, live boards look again and push it."""
+    key = await make_tenant("habits", slug="relook")
+    server = live_server_factory(REDIS_URL=f"redis://127.0.0.1:{own_redis.port}/0")
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+    await ws.subscribe(
+        "subscription { leaderboardChanged(period: ALL_TIME, first: 3) "
+        "{ entries { points player { id } } } }"
+    )
+    assert (await ws.receive())["payload"]["data"]["leaderboardChanged"]["entries"] == []
+    own_redis.stop()
+    await post(server, key, RECORD, {"input": {"playerId": "q", "eventType": "x", "value": 7}})
+    own_redis.start()
+    pushed = (await ws.receive(within=20))["payload"]["data"]["leaderboardChanged"]
+    assert pushed["entries"] == [{"points": 7.0, "player": {"id": "q"}}]
+    await ws.close()

@@ -286,6 +286,18 @@ async def test_rebuild_command_restores_the_boards_from_the_record(rt, settings)
         settings, "leaderboard", "rebuild", "--period", "WEEKLY", "--key", "2026-W7"
     )
     assert unpadded.returncode == 1 and "not a WEEKLY period key" in unpadded.stderr
+    all_time = await questline(
+        settings,
+        "leaderboard",
+        "rebuild",
+        "--tenant",
+        "zcli",
+        "--period",
+        "ALL_TIME",
+        "--key",
+        "all",
+    )
+    assert all_time.returncode == 0 and "zcli ALL_TIME all: 16 players" in all_time.stderr
     missing = await questline(settings, "leaderboard", "rebuild", "--tenant", "nope")
     assert missing.returncode == 1 and "no tenant" in missing.stderr
 
