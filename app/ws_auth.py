@@ -37,9 +37,6 @@ class SocketCredentials:
     def add(self, credential: str, websocket: WebSocket) -> None:
         self._sockets.setdefault(credential, weakref.WeakSet()).add(websocket)
 
-    def open_sockets(self) -> int:
-        return sum(len(sockets) for sockets in self._sockets.values())
-
     async def revoked(self, prefix: str) -> None:
         """An API key revoked (heard on the hub): its sockets close now."""
         for credential in list(self._sockets):

@@ -64,17 +64,35 @@ class LeaderboardQuery:
 
 # Live boards look again at most this often, however many batches commit meanwhile.
 RECOMPUTE_EVERY = 0.25
+# A look at a period's close waits this long past it (the clocks of hosts differ).
+ROLLOVER_SLACK = 0.5
 
 
-async def _looks(hub: Hub, tenant_id: int) -> AsyncGenerator[float, None]:
-    """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change:
-    the time after which a look sees every change that woke it."""
-    async with hub.subscribe(boards_channel(tenant_id), signal=True) as changes:
+async def _looks(hub: Hub, tenant: Any, period: LeaderboardPeriod) -> AsyncGenerator[float, None]:
+    """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change,
+    and when the period closes (a new day's board starts empty, with no score to
+    announce it): the time after which a look sees every change that woke it."""
+    async with hub.subscribe(boards_channel(tenant.id), signal=True) as changes:
         yield time.monotonic()
-        async for _ in changes:
-            woken = time.monotonic()
-            await asyncio.sleep(RECOMPUTE_EVERY)
-            yield woken
+        change: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if change is None:
+                    change = asyncio.ensure_future(anext(changes))
+                closes = leaderboards.seconds_until_period_ends(tenant, period)
+                done, _ = await asyncio.wait({change}, timeout=closes and closes + ROLLOVER_SLACK)
+                woken = time.monotonic()
+                if change in done:
+                    try:
+                        change.result()
+                    except StopAsyncIteration:  # the hub closed the channel
+                        return
+                    change = None
+                    await asyncio.sleep(RECOMPUTE_EVERY)
+                yield woken
+        finally:
+            if change is not None:
+                change.cancel()
 
 
 # Live boards of one tenant, period and size wake together: one query serves them all.
@@ -122,7 +140,7 @@ class LeaderboardSubscription:
 
         async def changes() -> AsyncGenerator[leaderboards.Board, None]:
             last = None
-            async for not_before in _looks(rt.hub, tenant.id):
+            async for not_before in _looks(rt.hub, tenant, period):
                 try:
                     board = await _shared_board(rt, tenant, period, size, not_before)
                 except DomainUserError as exc:
@@ -150,7 +168,7 @@ class LeaderboardSubscription:
         who = viewer(info)
         who.require_player(player_id)
         last: int | None = None
-        async for _ in _looks(info.context.rt.hub, who.tenant.id):
+        async for _ in _looks(info.context.rt.hub, who.tenant, period):
             player = await player_service.get_player(who.tenant, player_id)
             entry = (
                 await leaderboards.rank_of_player(

@@ -74,6 +74,20 @@ def _today(tenant: Tenant, now: datetime | None) -> date:
     return local_day(now or datetime.now(UTC), zone(tenant.timezone))
 
 
+def seconds_until_period_ends(
+    tenant: Tenant, period: Period, now: datetime | None = None
+) -> float | None:
+    """How long until the tenant's current `period` closes (at midnight in its timezone,
+    when the next one starts empty); None for ALL_TIME, which never closes."""
+    now = now or datetime.now(UTC)
+    tz = zone(tenant.timezone)
+    end = periods.end_day(period.value, periods.period_key(period.value, local_day(now, tz)))
+    if end is None:
+        return None
+    midnight = datetime.combine(end, datetime.min.time(), tzinfo=tz)
+    return max((midnight - now).total_seconds(), 0.0)
+
+
 def _player_today(tenant: Tenant, player: Player, now: datetime | None) -> date:
     return local_day(now or datetime.now(UTC), zone(player.timezone or tenant.timezone))
 

@@ -158,3 +158,29 @@ async def test_a_bad_board_subscription_gets_an_error(live_server_factory, key):
     assert message["payload"]["errors"][0]["message"] == "first must be between 0 and 100"
     assert (await _realtime(server))["feeds"] == 0
     await ws.close()
+
+
+async def test_live_boards_look_again_when_their_period_closes(rt, make_tenant, monkeypatch):
+    """A new day's board starts empty and no score announces it: a live board looks
+    again when its period closes (midnight in the tenant's timezone)."""
+    from datetime import UTC, datetime
+
+    from app.services import leaderboards
+    from models import Period, Tenant
+    from resolvers.leaderboards import ROLLOVER_SLACK, _looks
+
+    await make_tenant("habits", slug="midnight", timezone="Europe/Helsinki")
+    tenant = await Tenant.get(slug="midnight")
+    now = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # 23:30 in Helsinki, a Friday
+    assert leaderboards.seconds_until_period_ends(tenant, Period.DAILY, now) == 1800
+    weekly = leaderboards.seconds_until_period_ends(tenant, Period.WEEKLY, now)
+    assert weekly == (2 * 24 + 0.5) * 3600  # Monday 00:00 in Helsinki
+    assert leaderboards.seconds_until_period_ends(tenant, Period.ALL_TIME, now) is None
+
+    monkeypatch.setattr(leaderboards, "seconds_until_period_ends", lambda *_: 0.1)
+    looks = _looks(rt.hub, tenant, Period.DAILY)
+    await anext(looks)  # at once
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(anext(looks), 5)  # no score changed: the period closed
+    assert asyncio.get_running_loop().time() - started >= 0.1 + ROLLOVER_SLACK - 0.05
+    await looks.aclose()
