@@ -20,6 +20,14 @@ mutation($input: NormalizeEventInput!) {
   }
 }"""
 
+# Seed 001's example record, as the seed writes it (no call_id of its own).
+SEED_001_CDR = {
+    "customer_id": "uuid-here",
+    "call_type": "outgoing",
+    "duration": 120,
+    "call_time": "2026-01-22T10:00:00Z",
+}
+
 
 async def normalize(client, key, **input):
     result = await gql(client, NORMALIZE, {"input": input}, token=key)
@@ -59,12 +67,7 @@ async def test_seed_001_cdr_mapping_works_as_written(client, make_tenant):
         client,
         key,
         sourceType="cdr",
-        event={
-            "customer_id": "uuid-here",
-            "call_type": "outgoing",
-            "duration": 120,
-            "call_time": "2026-01-22T10:00:00Z",
-        },
+        event=SEED_001_CDR,
     )
     assert payload["errors"] == []
     event = payload["outcome"]["event"]
@@ -186,12 +189,7 @@ async def test_seed_001_record_without_its_own_id_goes_through_the_telco_cdr_sou
         client,
         key,
         sourceType="cdr",
-        event={
-            "customer_id": "uuid-here",
-            "call_type": "outgoing",
-            "duration": 120,
-            "call_time": "2026-01-22T10:00:00Z",
-        },
+        event=SEED_001_CDR,
     )
     assert payload["errors"] == []
     assert payload["outcome"]["event"]["eventType"] == "CALL"
