@@ -9,7 +9,6 @@ from typing import Any
 
 import strawberry
 
-from app.auth import Access
 from app.context import Info
 from app.errors import UserError as DomainUserError
 from app.live import live_feed
@@ -44,7 +43,11 @@ class LeaderboardQuery:
         kind: PlayerKind | None = None,
         period_key: str | None = None,
     ) -> Leaderboard:
-        who = viewer(info, Access.VIEWER)
+        # Player tokens too (a player's own widget): they centre a page only on their
+        # own player, and read only other players' public fields (schema.players).
+        who = viewer(info)
+        if around is not None:
+            who.require_player(str(around))
         try:
             scope = await leaderboards.resolve_scope(who.tenant, team_id, segment, kind)
             board = await leaderboards.board(
@@ -134,7 +137,7 @@ class LeaderboardSubscription:
         period: LeaderboardPeriod = LeaderboardPeriod.ALL_TIME,
         first: int | None = 10,
     ) -> AsyncGenerator[Leaderboard, None]:
-        who = viewer(info, Access.VIEWER)  # whole boards: not for a one-player token
+        who = viewer(info)  # player tokens too: other players' public fields only
         size = 10 if first is None else first
         rt, tenant = info.context.rt, who.tenant
 
@@ -150,8 +153,9 @@ class LeaderboardSubscription:
                     last = shown
                     yield board
 
-        # Subscribers of one board over WebSockets share one loop and one rendering.
-        name = ("leaderboardChanged", tenant.id, str(period), size)
+        # Subscribers of one board over WebSockets share one loop and one rendering, and
+        # so one credential's view: a player token's rendering is its own.
+        name = ("leaderboardChanged", tenant.id, str(period), size, who.access, who.player_id)
         async for value in live_feed(info, name, changes, Leaderboard.from_board):
             yield value
 

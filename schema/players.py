@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
+from strawberry.permission import BasePermission
 from strawberry.scalars import JSON
 
 from app.context import Info
@@ -30,6 +32,18 @@ from schema.ledger import (
 PlayerKind = strawberry.enum(DomainPlayerKind, name="PlayerKind")
 
 
+class OwnPlayerOnly(BasePermission):
+    """A player's private fields: any credential of the tenant reads them, a player token
+    only its own player's. A token reaches other players through teams and boards, where
+    it sees only their public fields (id, kind, displayName, level, team)."""
+
+    message = "a player token reads only its own player"
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        info.context.viewer.require_player(str(source.id))  # raises Forbidden
+        return True
+
+
 @strawberry.type
 class Team:
     _model: strawberry.Private[TeamModel]
@@ -52,11 +66,12 @@ class Player:
     id: strawberry.ID
     kind: PlayerKind
     display_name: str | None
-    segment: str | None
-    attributes: JSON
-    created_at: datetime
+    segment: str | None = strawberry.field(permission_classes=[OwnPlayerOnly])
+    attributes: JSON = strawberry.field(permission_classes=[OwnPlayerOnly])
+    created_at: datetime = strawberry.field(permission_classes=[OwnPlayerOnly])
     hide_from_leaderboards: bool = strawberry.field(
-        description="Left out of public leaderboard pages; the player still sees their rank."
+        description="Left out of public leaderboard pages; the player still sees their rank.",
+        permission_classes=[OwnPlayerOnly],
     )
 
     @classmethod
@@ -72,11 +87,11 @@ class Player:
             hide_from_leaderboards=model.hidden_from_boards,
         )
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     def timezone(self, info: Info) -> str:
         return self._model.timezone or info.context.viewer.tenant.timezone
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     async def wallet(self, info: Info) -> Wallet:
         tenant = info.context.viewer.tenant
         today = ledger_service.today_for(tenant, self._model)
@@ -90,7 +105,7 @@ class Player:
         lifetime = wallet.lifetime_earned if wallet else ledger_service.ZERO
         return PlayerLevel.from_info(levels.info(wallet.level if wallet else 1, rules), lifetime)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     async def streak(self, info: Info) -> Streak:
         wallet = await info.context.loaders.wallet.load(self._model.id)
         state = ledger_service.streak_of(wallet)
@@ -102,12 +117,12 @@ class Player:
             last_active_day=day.isoformat() if day else None,
         )
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     async def stats(self, info: Info) -> PlayerStats:
         stats = await info.context.loaders.stats.load(self._model.id)
         return PlayerStats.build(stats, await self.streak(info))
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     async def transactions(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> PointTransactionConnection:
@@ -116,7 +131,7 @@ class Player:
         )
         return PointTransactionConnection.build(rows, more)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     async def events(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> EventConnection:
@@ -125,7 +140,7 @@ class Player:
         )
         return EventConnection.build(rows, more)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[OwnPlayerOnly])
     async def rank(
         self, info: Info, period: LeaderboardPeriod = Period.ALL_TIME
     ) -> LeaderboardEntry | None:

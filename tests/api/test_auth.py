@@ -165,3 +165,51 @@ async def test_player_tokens_read_their_tenant_once_per_cache_window(client, set
         with pytest.raises(AuthError):
             await access.authenticate(settings, stale)
     assert "ghost" not in access._tenants and not len(access._tenant_rows)
+
+
+# What a player token may read of another player it reaches (through its team or a
+# leaderboard): every other field of Player is private to that player.
+PUBLIC_PLAYER_FIELDS = {"id", "kind", "displayName", "level", "team"}
+
+
+async def test_a_player_token_sees_only_the_public_fields_of_other_players(
+    client, settings, two_tenants
+):
+    """A team leads a player token to its teammates: their public fields answer, every
+    private one is FORBIDDEN. The fields are read from the schema, so a field added to
+    Player later is private unless listed as public."""
+    tenant_a, _, key_a, _ = two_tenants
+    join = 'mutation($id: ID!) { upsertPlayer(input: {id: $id, teamId: "t1"}) { errors { code } } }'
+    for pid in ("only-a", "mate"):
+        await gql(client, join, {"id": pid}, token=key_a)
+    token = await access.mint_player_token(settings, tenant_a, "only-a")
+    fields = await gql(client, '{ __type(name: "Player") { fields { name args { name } } } }')
+    names = [f["name"] for f in fields.data["__type"]["fields"]]
+    assert set(names) > PUBLIC_PLAYER_FIELDS
+    selection = {
+        "level": "level { number }",
+        "team": "team { id }",
+        "wallet": "wallet { balance }",
+        "streak": "streak { current }",
+        "stats": "stats { totalEvents }",
+        "transactions": "transactions { edges { cursor } }",
+        "events": "events { edges { cursor } }",
+        "rank": "rank { rank }",
+    }
+    query = '{{ player(id: "only-a") {{ team {{ members {{ id {} }} }} }} }}'
+    for name in names:
+        result = await gql(
+            client, query.format(selection.get(name, name)), token=token, expect_errors=True
+        )
+        if name in PUBLIC_PLAYER_FIELDS:
+            assert not result.errors, (name, result.errors)
+            assert len(result.data["player"]["team"]["members"]) == 2
+        else:  # refused for the teammate (the token's own row may answer)
+            assert result.errors, name
+            assert {e["extensions"]["code"] for e in result.errors} == {"FORBIDDEN"}, result
+            assert all(e["path"][-1] == name for e in result.errors), result
+    # Their own player's private fields still answer.
+    own = await gql(
+        client, '{ player(id: "only-a") { wallet { balance } attributes } }', token=token
+    )
+    assert own.data["player"]["wallet"] == {"balance": 0.0}

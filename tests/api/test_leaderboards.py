@@ -347,3 +347,28 @@ async def test_a_hidden_players_previous_rank_is_the_one_they_saw_before_and_aft
     assert done.returncode == 0, done.stderr
     after = (await gql(client, query, token=key)).data["leaderboard"]["me"]
     assert after == before
+
+
+async def test_a_player_token_reads_boards_with_other_players_public_fields(
+    client, make_tenant, settings
+):
+    from app.services import access
+    from models import Tenant
+
+    key = await make_tenant("habits", slug="widget")
+    for pid, value in (("me", 5), ("top", 9)):
+        await record(client, key, playerId=pid, eventType="x", value=value)
+    token = await access.mint_player_token(settings, await Tenant.get(slug="widget"), "me")
+    page = await board(client, token, around="me")
+    assert ids(page) == ["top", "me"] and page["me"]["rank"] == 2
+    other = await gql(
+        client, BOARD, {"period": "ALL_TIME", "around": "top"}, token=token, expect_errors=True
+    )
+    assert other.errors[0]["extensions"]["code"] == "FORBIDDEN"
+    wallets = await gql(
+        client,
+        "{ leaderboard { entries { player { id wallet { balance } } } } }",
+        token=token,
+        expect_errors=True,
+    )
+    assert [e["extensions"]["code"] for e in wallets.errors] == ["FORBIDDEN"]  # top's only

@@ -97,16 +97,34 @@ async def test_a_player_token_follows_only_its_own_rank(live_server_factory, key
     await ws.close()
 
 
-async def test_a_player_token_cannot_follow_whole_boards(live_server_factory, key, settings):
+async def test_a_player_token_follows_a_board_seeing_others_public_fields_only(
+    live_server_factory, key, settings
+):
+    """A player's own widget may follow a whole board; other players' private fields
+    stay refused, and its rendering is not shared with a viewer's of the same document
+    (who does see them)."""
     from models import Tenant
 
     server = live_server_factory()
+    await post(server, key, RECORD, {"input": {"playerId": "other", "eventType": "x", "value": 5}})
+    private = (
+        "subscription { leaderboardChanged(period: ALL_TIME, first: 3) "
+        "{ entries { points player { id wallet { balance } } } } }"
+    )
+    admin = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+    await admin.subscribe(private)
+    seen = (await admin.receive())["payload"]["data"]["leaderboardChanged"]["entries"]
+    assert seen == [{"points": 5.0, "player": {"id": "other", "wallet": {"balance": 5.0}}}]
     token = await access.mint_player_token(settings, await Tenant.get(slug="boards"), "me")
     ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {token}"})
     await ws.subscribe(BOARD)
+    assert entries(await ws.receive()) == [("other", 5.0)]
+    await ws.subscribe(private)
     refused = await ws.receive()
     assert refused["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert refused["payload"]["errors"][0]["path"][-1] == "wallet"
     await ws.close()
+    await admin.close()
 
 
 async def _realtime(server) -> dict:
