@@ -63,12 +63,7 @@ async def test_seed_001_cdr_mapping_works_as_written(client, make_tenant):
     stored = await DataSource.get(id=int(source["id"]))
     assert stored.connection_config["api_key"] == "secret"  # stored, never returned
 
-    payload = await normalize(
-        client,
-        key,
-        sourceType="cdr",
-        event=SEED_001_CDR,
-    )
+    payload = await normalize(client, key, sourceType="cdr", event=SEED_001_CDR)
     assert payload["errors"] == []
     event = payload["outcome"]["event"]
     assert event["player"] == {"id": "uuid-here"} and event["eventType"] == "outgoing"
@@ -185,12 +180,7 @@ async def test_seed_001_record_without_its_own_id_goes_through_the_telco_cdr_sou
     client, make_tenant
 ):
     key = await make_tenant("telco")
-    payload = await normalize(
-        client,
-        key,
-        sourceType="cdr",
-        event=SEED_001_CDR,
-    )
+    payload = await normalize(client, key, sourceType="cdr", event=SEED_001_CDR)
     assert payload["errors"] == []
     assert payload["outcome"]["event"]["eventType"] == "CALL"
 
