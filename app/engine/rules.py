@@ -168,6 +168,9 @@ class PointRules(BaseModel):
     def _one_level_scheme(self) -> PointRules:
         if bool(self.levels) == bool(self.level_formula):
             raise ValueError("give either a `levels` table or a `level_formula`")
+        if self.level_formula is not None and self.level_up_bonus >= self.level_formula.step:
+            # Each level's bonus would reach the next level: one level-up, every level.
+            raise ValueError("level_up_bonus must be below the level formula's step")
         seen: set[str] = set()
         for rule in self.rules:
             if rule.event_type in seen:

@@ -263,3 +263,8 @@ def test_level_bonuses_and_points_stay_within_what_the_ledger_holds():
     near = PlayerState(balance=MAX_POINTS - 1, lifetime=MAX_POINTS - 1)
     with pytest.raises(OverLimit, match="below"):
         _one(_formula_rules(bonus=0), "1", near)
+
+
+def test_a_bonus_that_reaches_the_next_level_by_itself_is_refused():
+    with pytest.raises(ValueError, match="below the level formula's step"):
+        _formula_rules(bonus=100)  # levels of 100: every level-up would cascade forever
