@@ -72,15 +72,17 @@ def _store(conn: Any) -> IngestStore:
 
 async def _players(
     store: IngestStore, tenant: Tenant, ids: set[str], create: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], set[str]]:
+    """The players by external id, and the ids of those this call created."""
     wanted = sorted(ids)
     found = {p.external_id: p for p in await store.players(tenant.id, wanted)}
     missing = [pid for pid in wanted if pid not in found]
+    created: set[str] = set()
     if missing and create:  # the first event of an unknown player creates it
-        await store.create_players(tenant.id, missing)
+        created = await store.create_players(tenant.id, missing)
         for player in await store.players(tenant.id, missing):
             found[player.external_id] = player
-    return found
+    return found, created
 
 
 async def _load_state(
@@ -234,16 +236,22 @@ async def _apply(
         done.items = await sort_duplicates(tenant, items, results, rules, known_keys)
         todo = [item for item in done.items if item.duplicate_of is None]
         if todo:
+            created: set[str] = set()
             if lock is Lock.HELD:
                 players = {p.external_id: p for p in found}
             else:
-                players = await _players(
+                players, created = await _players(
                     store, tenant, {i.input.player_id for i in todo}, create=not dry_run
                 )
             done.by_pk = {p.id: p for p in players.values()}
             done.published, done.written = await _process(
                 store, tenant, rules, todo, players, results, now, lock, state
             )
+            # A new player whose every event was refused (LIMIT_REACHED) is not kept.
+            kept = {outcome.event.player_id for outcome in done.published}
+            refused = sorted(players[x].id for x in created if players[x].id not in kept)
+            if refused:
+                await store.remove_players(refused)
     return done
 
 

@@ -216,16 +216,31 @@ class IngestStore:
         except sqlite3.OperationalError as exc:
             raise OperationalError(exc) from exc
 
-    async def create_players(self, tenant_id: int, external_ids: Sequence[str]) -> None:
-        sql = (
-            "INSERT INTO player (tenant_id, external_id, kind, attributes, hidden_from_boards, "
-            f"created_at) VALUES ({self._marks(6)}) "
-            "ON CONFLICT (tenant_id, external_id) DO NOTHING"
-        )
+    async def create_players(self, tenant_id: int, external_ids: Sequence[str]) -> set[str]:
+        """Creates the players not there yet; returns the ids this call created (not those
+        a concurrent batch created first)."""
         now = datetime.now(UTC)
-        await self.conn.execute_many(
-            sql, [[tenant_id, pid, "CUSTOMER", "{}", False, now] for pid in external_ids]
-        )
+        columns = "tenant_id, external_id, kind, attributes, hidden_from_boards, created_at"
+        if self.postgres:
+            sql = (
+                f"INSERT INTO player ({columns}) SELECT $1, x, 'CUSTOMER', '{{}}'::jsonb, "
+                "FALSE, $3 FROM unnest($2::text[]) AS x"
+            )
+            values: list[Any] = [tenant_id, list(external_ids), now]
+        else:
+            rows = ", ".join(f"({self._marks(6, 6 * i + 1)})" for i in range(len(external_ids)))
+            sql = f"INSERT INTO player ({columns}) VALUES {rows}"
+            values = [v for x in external_ids for v in (tenant_id, x, "CUSTOMER", "{}", False, now)]
+        sql += " ON CONFLICT (tenant_id, external_id) DO NOTHING RETURNING external_id"
+        # execute_query_dict: Tortoise's execute_query drops an INSERT's RETURNING rows.
+        return {r["external_id"] for r in await self.conn.execute_query_dict(sql, values)}
+
+    async def remove_players(self, player_ids: Sequence[int]) -> None:
+        """Takes back players this transaction created (and their wallets) when none of
+        their events was recorded: a refused event writes nothing."""
+        for table, column in (("wallet", "player_id"), ("player", "id")):
+            sql = f"DELETE FROM {table} WHERE {self._in(column, player_ids, 1, 'int')}"
+            await self.conn.execute_query(sql, self._list(player_ids))
 
     def _hits_query(self, tenant_id: int, keys: Sequence[str]) -> _Query:
         sql = (

@@ -332,6 +332,33 @@ async def test_a_batch_mixing_known_and_new_players_and_stored_keys(client, make
         assert player.wallet.balance == sum(lines) == balance
 
 
+async def test_a_new_player_whose_every_event_is_refused_is_not_created(client, make_tenant):
+    key = await make_tenant("habits")  # levels of 100 points: 4 × 10^12 points is past 2^31
+    huge = {"eventType": "x", "category": "finance", "value": 2000000000000}
+    batch = [
+        {**huge, "playerId": "never"},
+        {**huge, "playerId": "kept"},
+        {"playerId": "kept", "eventType": "x", "category": "finance"},
+        {"playerId": "never", **huge, "value": 3000000000000},
+    ]
+    result = await gql(client, BATCH, {"input": batch}, token=key)
+    errors = result.data["recordEvents"]["errors"]
+    assert [(e["field"], e["code"]) for e in errors] == [
+        (["0", "value"], "LIMIT_REACHED"),
+        (["1", "value"], "LIMIT_REACHED"),
+        (["3", "value"], "LIMIT_REACHED"),
+    ]
+    assert await Player.filter(external_id="never").count() == 0
+    kept = await Player.get(external_id="kept").prefetch_related("wallet")
+    assert kept.wallet.balance == 2
+    assert await errors_of(client, key, {**huge, "playerId": "never"}) == [
+        {"field": ["input", "value"], "message": errors[0]["message"], "code": "LIMIT_REACHED"}
+    ]
+    assert await Player.filter(external_id="never").count() == 0
+    assert (await record(client, key, playerId="never", eventType="x"))["pointsAwarded"] >= 0
+    assert await Player.filter(external_id="never").count() == 1
+
+
 ADJUST = """mutation($amount: Float!) { adjustPoints(input: {playerId: "big", amount: $amount,
   reason: "r"}) { errors { code field } } }"""
 
