@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,7 +22,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from app import aio, live, shutdown
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
-from app.runtime import Runtime
+from app.runtime import Runtime, redis_client
 from app.services import board_points
 from app.services.access import listen_for_revocations
 from app.settings import Settings
@@ -36,8 +35,6 @@ log = logging.getLogger("questline")
 GC_GEN0_THRESHOLD = 10_000
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend-demo"
-# Seconds a Redis call of the server may take (connecting, or waiting for an answer).
-REDIS_TIMEOUT = 2.0
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -64,14 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(shutdown.step("the database pool", orm.close_orm, 15))
             stack.push_async_callback(shutdown.report_held_connections)
             if settings.redis_url:
-                # Bounded: a Redis that hangs (rather than refuses) must not hold every
-                # mutation's answer while its data is already committed. A board write
-                # that times out is lost like a refused one (the record has it).
-                redis = Redis.from_url(
-                    settings.redis_url,
-                    socket_timeout=REDIS_TIMEOUT,
-                    socket_connect_timeout=REDIS_TIMEOUT,
-                )
+                redis = redis_client(settings)  # bounded (app.runtime.REDIS_TIMEOUT)
                 stack.push_async_callback(shutdown.step("the Redis client", redis.aclose, 2))
                 rt.use_redis(redis)
                 boards = rt.boards

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,9 @@ from app.ws_auth import SocketCredentials
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+# Seconds a Redis call may take (connecting, or waiting for an answer).
+REDIS_TIMEOUT = 2.0
 
 
 @dataclass
@@ -34,3 +39,38 @@ class Runtime:
         self.boards = BoardCache(
             redis, self.settings.redis_prefix, self.settings.leaderboard_retention_days
         )
+
+
+def redis_client(settings: Settings) -> Redis:
+    """The Redis client of the boards. Bounded: a Redis that hangs (rather than refuses)
+    must not hold every mutation's answer while its data is already committed. A board
+    write that times out is lost like a refused one (the record has it)."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+    )
+
+
+@asynccontextmanager
+async def opened_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """A Runtime opened as the server's lifespan opens it (the Redis boards when
+    REDIS_URL is set, the hub), for a command that records events outside the server:
+    its boards and live updates reach the servers' readers and subscribers."""
+    rt = Runtime(settings=settings)
+    redis = redis_client(settings) if settings.redis_url else None
+    if redis is not None:
+        rt.use_redis(redis)
+    try:
+        await rt.hub.connect()
+        try:
+            yield rt
+        finally:
+            await rt.hub.disconnect()
+    finally:
+        if rt.boards is not None:
+            await rt.boards.close()
+        if redis is not None:
+            await redis.aclose()
