@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from app import presets
 from app.db import orm, run_migrations
@@ -160,6 +164,165 @@ def decay(
         raise typer.Exit(1)
     for slug, run in results:
         console.print(f"{slug}: decayed {run.points} points from {run.players} inactive players")
+
+
+@cli.command()
+def ingest(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (a header row, then a record per row) or JSONL (a JSON object per line)."
+        ),
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="A data source id, or a type (cdr, billing, crm, app, network, custom): "
+            "the tenant's first active source of that type."
+        ),
+    ],
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")] = "default",
+    file_format: Annotated[
+        str | None,
+        typer.Option("--format", help="csv or jsonl (default: from the extension)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Records per transaction, 1-1000.")] = 500,
+    state: Annotated[
+        Path | None, typer.Option(help="The checkpoint (default: FILE.ingest-state.json).")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Ignore the checkpoint: read from the start.")
+    ] = False,
+) -> None:
+    """Load a file of raw records through a data source, as normalizeEvent does: in
+    batches, with a progress bar; Ctrl-C stops after the batch in flight and a re-run
+    resumes there. Exit 0: every record applied (or a duplicate); 1: some rejected;
+    2: a usage error; 130/143: stopped by SIGINT/SIGTERM."""
+    from app.runtime import opened_runtime
+    from app.services.file_ingest import Plan, plan_ingest, run_ingest
+
+    async def work(settings: Settings) -> tuple[Any, list[int]]:
+        try:
+            plan = await plan_ingest(
+                file,
+                tenant=tenant,
+                source=source,
+                fmt=file_format,
+                batch_size=batch_size,
+                state_path=state,
+                restart=restart,
+            )
+        except UserError as exc:
+            console.print(exc.message, style="red", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        if plan.note:
+            console.print(plan.note, markup=False, soft_wrap=True)
+        if plan.status == "complete":
+            return plan, []
+        console.print(
+            f"{file} ({plan.format}, {plan.size:,} bytes) -> tenant {plan.tenant.slug}, "
+            f"data source #{plan.source.id} {plan.source.name!r} ({plan.source.source_type})",
+            markup=False,
+            soft_wrap=True,
+        )
+        stop = asyncio.Event()
+        async with opened_runtime(settings) as rt:
+            with _stop_on_signals(stop) as received, _ingest_bar(plan) as on_progress:
+                result = await run_ingest(rt, plan, progress=on_progress, stop=stop)
+        return result, received
+
+    result, received = _run(work)
+    if isinstance(result, Plan):  # already ingested: its summary again
+        total, rejects = result.start.counts, result.rejects_path
+        console.print(_ingest_summary(total, None), markup=False, soft_wrap=True)
+    else:
+        total, rejects = result.total, result.rejects_path
+        console.print(_ingest_summary(total, result), markup=False, soft_wrap=True)
+        if not result.complete:
+            console.print(
+                f"[yellow]interrupted after line {result.line}, the checkpoint saved: run the "
+                "same command again to resume[/yellow]",
+                soft_wrap=True,
+            )
+            raise typer.Exit(128 + (received[0] if received else signal.SIGINT))
+    if total.rejected:
+        console.print(
+            f"[red]{_records(total.rejected)} rejected: see {escape(str(rejects))}[/red]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def _ingest_summary(total: Any, result: Any) -> str:
+    bonus = f" (+{total.bonus:,.2f} level-up bonus)" if total.bonus else ""
+    line = (
+        f"read {_records(total.read)}: {total.applied:,} applied, "
+        f"{total.duplicates:,} duplicates, {total.rejected:,} rejected; "
+        f"{total.points:,.2f} points awarded{bonus}"
+    )
+    if result is not None:
+        rate = result.run.read / result.elapsed if result.elapsed > 0 else 0.0
+        this_run = f" for {_records(result.run.read)}" if result.run.read != total.read else ""
+        line += f"; {result.elapsed:.2f} s{this_run}, {rate:,.0f} events/s"
+    return line
+
+
+def _records(count: int) -> str:
+    return f"{count:,} record" + ("" if count == 1 else "s")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[list[int]]:
+    """Ctrl-C or SIGTERM sets `stop`: the batch in flight finishes and the checkpoint is
+    saved. Not cancelled half-way (cancelling a transaction as it begins leaves
+    Tortoise unable to close); a kill is safe too, the next run resumes before it."""
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+        console.print(
+            f"{signal.Signals(signum).name}: finishing the batch in flight, then saving "
+            "the checkpoint (Ctrl-\\ quits at once; a re-run then resumes before it)",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield received
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.contextmanager
+def _ingest_bar(plan: Any) -> Iterator[Callable[[int, Any], None]]:
+    """A progress bar by bytes read, with the run's events per second."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    started = time.monotonic()
+    with Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(
+            plan.path.name, total=plan.size, completed=plan.start.offset, rate=""
+        )
+
+        def advance(offset: int, run: Any) -> None:
+            elapsed = time.monotonic() - started
+            rate = f"{run.read / elapsed:,.0f} events/s" if elapsed > 0 else ""
+            progress.update(task, completed=offset, rate=rate)
+
+        yield advance
 
 
 @leaderboard_cli.command("rebuild")
