@@ -145,18 +145,14 @@ def decay(
     tenant: Annotated[str | None, typer.Option(help="One tenant (default: all).")] = None,
 ) -> None:
     """Decay inactive balances as each tenant's rules say; safe to run twice."""
-    from app.runtime import Runtime
+    from app.runtime import opened_runtime
     from app.services.ledger import run_decay
     from models import Tenant
 
     async def work(settings: Settings) -> list[tuple[str, Any]]:
-        rt = Runtime(settings=settings)
-        await rt.hub.connect()
-        try:
+        async with opened_runtime(settings) as rt:
             query = Tenant.filter(slug=tenant) if tenant else Tenant.all()
             return [(row.slug, await run_decay(rt, row)) for row in await query.order_by("slug")]
-        finally:
-            await rt.hub.disconnect()
 
     results = _run(work)
     if tenant and not results:

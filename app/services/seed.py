@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.runtime import Runtime
+from app.runtime import opened_runtime
 from app.services import ingest, players, reward_items
 from app.services.tenants import ensure_tenant
 from app.settings import Settings
@@ -28,9 +28,8 @@ DEMO_REWARDS = [
 
 
 async def seed_demo(settings: Settings) -> list[str]:
-    rt = Runtime(settings=settings)
-    await rt.hub.connect()
-    try:
+    # The server's kind of Runtime: with REDIS_URL, the events reach the Redis boards.
+    async with opened_runtime(settings) as rt:
         tenant = await ensure_tenant()
         for player_id, name, segment, team, kind in DEMO_PLAYERS:
             await players.upsert_player(
@@ -46,8 +45,6 @@ async def seed_demo(settings: Settings) -> list[str]:
                 await reward_items.create_item(
                     tenant, name=name, category=category, points_cost=cost, **options
                 )
-    finally:
-        await rt.hub.disconnect()
     new = sum(1 for r in results if isinstance(r, ingest.Outcome) and not r.duplicate)
     refused = [r for r in results if not isinstance(r, ingest.Outcome)]
     lines = [

@@ -6,9 +6,11 @@ import asyncio
 import os
 import subprocess
 import sys
+from decimal import Decimal
 
-from models import ApiKey, Tenant
-from tests.conftest import ROOT
+from app.services.ingest import EventInput, record_events
+from models import ApiKey, Tenant, Wallet
+from tests.conftest import ROOT, gql
 
 
 async def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -106,3 +108,23 @@ async def test_seed_records_a_week_of_demo_events_at_any_time_of_day(app, settin
         assert events == demo_events(now + timedelta(minutes=30))  # same date, same events
     seeded = await questline(settings, "seed")
     assert "refused" not in seeded.stderr and "36 demo events recorded" in seeded.stderr
+
+
+async def test_seeded_events_reach_boards_that_already_exist(
+    app, rt, client, default_tenant, settings
+):
+    """With REDIS_URL, a board read from Redis: `seed` writes to it as the server would
+    (it used to write only the record, and the Redis board missed the demo players)."""
+    board = "{ leaderboard(period: ALL_TIME, first: 10) { entries { points player { id } } } }"
+    await record_events(rt, default_tenant, [EventInput("early", "APP_LOGIN", idempotency_key="e")])
+    assert len((await gql(client, board)).data["leaderboard"]["entries"]) == 1
+    if rt.boards is not None:
+        await rt.boards.wait_rebuilds()
+    seeded = await questline(settings, "seed")
+    assert seeded.returncode == 0, seeded.stderr
+    entries = (await gql(client, board)).data["leaderboard"]["entries"]  # Redis or SQL
+    shown = {e["player"]["id"]: Decimal(str(e["points"])) for e in entries}
+    wallets = Wallet.filter(tenant=default_tenant).values_list(
+        "player__external_id", "lifetime_earned"
+    )
+    assert shown == dict(await wallets) and len(shown) == 5  # "early" and the four demo players
