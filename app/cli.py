@@ -514,6 +514,71 @@ def player_token(
     typer.echo(token)
 
 
+@cli.command()
+def worker(
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="Tenant slug; repeat for several (default: default).")
+    ] = None,
+    all_tenants: Annotated[
+        bool, typer.Option("--all-tenants", help="Every tenant that exists at start.")
+    ] = False,
+    consumer: Annotated[
+        str | None, typer.Option(help="This worker's name in the group (default: hostname-pid).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Entries per batch.")] = 500,
+    block_ms: Annotated[
+        int, typer.Option(min=1, max=60_000, help="How long a read waits for entries.")
+    ] = 1000,
+    claim_idle_seconds: Annotated[
+        float, typer.Option(min=1, help="Take over entries pending this long elsewhere.")
+    ] = 60,
+) -> None:
+    """Apply events from Redis streams `{REDIS_PREFIX}:events:{tenant}` (consumer group
+    `questline`) until SIGTERM or Ctrl-C."""
+    import os
+    import signal
+    import socket
+
+    from app.services.stream_worker import WorkerOptions, WorkerStats, run_worker
+
+    settings = _settings()
+    if not settings.redis_url:
+        console.print("[red]REDIS_URL is not set: the worker reads Redis streams[/red]")
+        raise typer.Exit(2)
+    if tenant and all_tenants:
+        console.print("[red]give --tenant or --all-tenants, not both[/red]")
+        raise typer.Exit(2)
+    options = WorkerOptions(
+        consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
+        batch_size=batch_size,
+        block_ms=block_ms,
+        claim_idle_seconds=claim_idle_seconds,
+    )
+
+    async def work(settings: Settings) -> WorkerStats | None:
+        stop, me = asyncio.Event(), asyncio.current_task()
+
+        def on_signal() -> None:
+            if stop.is_set() and me is not None:  # a second signal: stop at once
+                me.cancel()
+            stop.set()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        slugs = None if all_tenants else (tenant or ["default"])
+        try:
+            return await run_worker(settings, slugs, options, stop)
+        except asyncio.CancelledError:
+            return None
+
+    stats = _run(work)
+    if stats is None:
+        console.print("[yellow]stopped at once: unacknowledged entries stay pending[/yellow]")
+        raise typer.Exit(1)
+    console.print(f"worker {options.consumer} stopped: {stats.summary()}", soft_wrap=True)
+
+
 @cli.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),

@@ -1,0 +1,108 @@
+"""A stream entry's fields as an EventInput, and a refused entry's dead letter.
+
+An entry has either `event`, a JSON object with recordEvent's input names, or `source`
+(a data source id, or the type of the tenant's active source of that type) and
+`record`, a raw JSON record that the source's mapping turns into an event, with an
+optional `idempotencyKey` (as normalizeEvent). An event without an idempotency key of
+its own (given, or the record's id through its mapping) gets `stream:{entry id}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import ErrorCode, UserError
+from app.services import event_json
+from app.services.event_input import EventInput
+from app.services.sources import find_source, to_event_input
+from models import DataSource, Tenant
+
+# Entries, as redis-py returns them: id and fields ({} for one deleted meanwhile).
+Fields = dict[bytes, bytes]
+Entry = tuple[bytes, Fields]
+
+
+class SourceLookup:
+    """The data sources a batch names, each looked up once."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+        self._found: dict[str, DataSource | UserError] = {}
+
+    async def get(self, name: str) -> DataSource:
+        if name not in self._found:
+            by_id = name.isdigit()
+            try:
+                self._found[name] = await find_source(
+                    self.tenant, name if by_id else None, None if by_id else name
+                )
+            except UserError as exc:
+                self._found[name] = UserError(exc.code, exc.message, "source")
+        found = self._found[name]
+        if isinstance(found, UserError):
+            raise found
+        return found
+
+
+async def entry_input(
+    entry_id: str, fields: Fields, sources: SourceLookup
+) -> tuple[str, EventInput]:
+    """The entry as an EventInput, and the field its errors are reported under."""
+    event, source, record = (fields.get(n) for n in (b"event", b"source", b"record"))
+    key = fields.get(b"idempotencyKey")
+    if event is not None:
+        if source is not None or record is not None or key is not None:
+            raise UserError(
+                ErrorCode.INVALID,
+                "an entry has an event field, or source and record fields, not both "
+                "(an event's idempotencyKey goes inside it)",
+                "event",
+            )
+        data = event_json.parse_json(event, "event")
+        try:
+            item = event_json.event_input(data)
+        except UserError as exc:
+            raise exc.at("event") from None
+        at = "event"
+    elif source is not None and record is not None:
+        raw = event_json.parse_json(record, "record")
+        found = await sources.get(_text(source, "source"))
+        try:
+            item = to_event_input(found, raw, _text(key, "idempotencyKey") if key else None)
+        except UserError as exc:  # its fields name normalizeEvent's `event`: ours is `record`
+            raise UserError(exc.code, exc.message, ["record", *(exc.field or [])[1:]]) from None
+        at = "record"
+    else:
+        raise UserError(
+            ErrorCode.INVALID, "an entry needs an event field, or source and record", "event"
+        )
+    if item.idempotency_key is None:  # redelivered, it is a duplicate: applied once
+        item.idempotency_key = f"stream:{entry_id}"
+    return at, item
+
+
+def _text(raw: bytes, field: str) -> str:
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise UserError(ErrorCode.INVALID, f"{field} is not UTF-8 text", field) from None
+    if "\x00" in text:
+        raise UserError(ErrorCode.INVALID, f"{field} contains a NUL character", field)
+    return text
+
+
+def dead_letter(entry_id: bytes, fields: Fields, error: UserError) -> dict[Any, Any]:
+    """The reason, then the entry's own fields (one named like a reason's is kept as
+    `original:NAME`)."""
+    reason: dict[Any, Any] = {
+        b"entry": entry_id,
+        b"code": str(error.code),
+        b"message": error.message,
+        b"field": ".".join(error.field or []),
+    }
+    for name, value in fields.items():
+        reason[b"original:" + name if name in reason else name] = value
+    return reason
+
+
+__all__ = ["Entry", "Fields", "SourceLookup", "dead_letter", "entry_input"]

@@ -1,0 +1,358 @@
+"""Events from Redis streams, applied exactly once by a consumer group (`questline worker`).
+
+Producers XADD entries to `{prefix}:events:{tenant slug}`; each worker of the group
+`questline` reads its share, applies a batch with one `record_events` call (published
+after commit, as the API's events are) and acknowledges the batch only once it has
+committed. Exactly once: an entry without an idempotency key gets `stream:{entry id}`,
+so an entry applied but not acknowledged (a worker killed in between) comes back as a
+duplicate. A refused entry (not JSON, INVALID, CONFLICT, unknown source, ...) goes to
+`{stream}:rejected` with the reason and is acknowledged with its batch: it never holds
+up the stream. Entries a dead worker left pending are claimed after `claim_idle_seconds`.
+Redis or the database failing: nothing is acknowledged, and the worker tries again
+after a capped backoff, starting with its own pending entries (the idempotency keys
+make that safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from app import aio
+from app.errors import ErrorCode, UserError
+from app.runtime import Runtime
+from app.services import board_points
+from app.services.event_input import EventInput
+from app.services.ingest import record_events
+from app.services.stream_entries import Entry, SourceLookup, dead_letter, entry_input
+from app.services.tenants import get_tenant
+from app.settings import Settings
+from models import Tenant
+
+log = logging.getLogger("questline.worker")
+
+GROUP = "questline"
+# Seconds a Redis call may take beyond its BLOCK, as the server's (app.asgi).
+REDIS_TIMEOUT = 2.0
+# The dead-letter stream keeps about this many entries (XADD MAXLEN ~).
+DEAD_LETTER_MAXLEN = 100_000
+PROGRESS_SECONDS = 10.0
+# A tenant's row (its rules) is read again this often, as the server's cache does.
+TENANT_SECONDS = 5.0
+BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
+
+
+def stream_key(prefix: str, slug: str) -> str:
+    return f"{prefix}:events:{slug}"
+
+
+def rejected_key(prefix: str, slug: str) -> str:
+    return f"{stream_key(prefix, slug)}:rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    consumer: str
+    batch_size: int = 500
+    block_ms: int = 1000
+    claim_idle_seconds: float = 60.0
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    read: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    points: Decimal = Decimal(0)  # pointsAwarded of the events applied, exact
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def add(self, other: WorkerStats) -> None:
+        self.read += other.read
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.points += other.points
+
+    def summary(self) -> str:
+        return (
+            f"{self.read} entries read: {self.applied} applied, {self.duplicates} "
+            f"duplicates, {self.rejected} rejected; {self.points} points awarded "
+            f"in {self.elapsed:.1f} s"
+        )
+
+
+@dataclass(slots=True)
+class _Stream:
+    tenant: Tenant
+    key: str
+    rejected: str
+    read_at: float = field(default_factory=time.monotonic)  # when `tenant` was read
+
+
+@contextlib.asynccontextmanager
+async def worker_runtime(settings: Settings, block_ms: int) -> AsyncIterator[tuple[Runtime, Redis]]:
+    """The Runtime as the server's lifespan builds it (Redis boards, the hub on Redis,
+    the PostgreSQL board sweep), and a client for the streams whose reads may block."""
+    rt = Runtime(settings=settings)
+    boards_redis = Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
+    streams = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=block_ms / 1000 + REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+    )
+    rt.use_redis(boards_redis)
+    assert rt.boards is not None
+    sweep: asyncio.Task[None] | None = None
+    try:
+        await rt.hub.connect()  # Redis down: it says so and catches up when it is back
+        if settings.is_postgres:  # board points a crashed batch left pending
+            sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))
+        yield rt, streams
+    finally:
+        if sweep is not None:
+            await aio.stop(sweep, 2)
+        await rt.boards.close()
+        await rt.hub.disconnect()
+        for client in (streams, boards_redis):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), 2)
+
+
+async def run_worker(
+    settings: Settings,
+    slugs: Sequence[str] | None,
+    options: WorkerOptions,
+    stop: asyncio.Event,
+) -> WorkerStats:
+    """Consumes the streams of `slugs` (None: every tenant there is now) until `stop`."""
+    tenants = (
+        await Tenant.all().order_by("slug")
+        if slugs is None
+        else [await get_tenant(slug) for slug in dict.fromkeys(slugs)]
+    )
+    if not tenants:
+        raise UserError(ErrorCode.NOT_FOUND, "there are no tenants")
+    async with worker_runtime(settings, options.block_ms) as (rt, redis):
+        streams = [
+            _Stream(
+                t,
+                stream_key(settings.redis_prefix, t.slug),
+                rejected_key(settings.redis_prefix, t.slug),
+            )
+            for t in tenants
+        ]
+        return await StreamWorker(rt, redis, streams, options, stop).run()
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        rt: Runtime,
+        redis: Redis,
+        streams: list[_Stream],
+        options: WorkerOptions,
+        stop: asyncio.Event,
+    ) -> None:
+        self.rt, self.redis, self.options, self.stop = rt, redis, options, stop
+        self.streams = {s.key: s for s in streams}
+        self.stats = WorkerStats()
+        self._logged = (time.monotonic(), 0)  # when progress was last logged, at which count
+
+    async def run(self) -> WorkerStats:
+        log.info(
+            "worker %s: reading %s as group %s",
+            self.options.consumer,
+            ", ".join(self.streams),
+            GROUP,
+        )
+        delay, ready, mine, next_claim = BACKOFF_FIRST, False, True, 0.0
+        claim_every = max(1.0, self.options.claim_idle_seconds / 2)
+        while not self.stop.is_set():
+            try:
+                if not ready:
+                    await self._create_groups()
+                    ready = True
+                if mine:  # a restart under the same name, or a batch that failed
+                    await self._own_pending()
+                    mine = False
+                if time.monotonic() >= next_claim:
+                    await self._claim()
+                    next_claim = time.monotonic() + claim_every
+                if not self.stop.is_set():
+                    await self._read_new()
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost the stream (restarted without saving)
+                    ready = False
+                log.warning("Redis refused (%s); retrying in %.1f s", exc, delay)
+            except RedisError as exc:
+                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+            except Exception:
+                log.exception("a batch failed, not acknowledged; retrying in %.1f s", delay)
+            else:
+                delay = BACKOFF_FIRST
+                self._progress()
+                continue
+            mine = True  # what was read and not acknowledged is pending: ours to redo
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay)
+            delay = min(delay * 2, BACKOFF_CAP)
+        return self.stats
+
+    # ------------------------------------------------------------------ reading
+
+    async def _create_groups(self) -> None:
+        for key in self.streams:
+            try:  # from the start: entries added before any worker ran count too
+                await self.redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _own_pending(self) -> None:
+        """Entries delivered to this consumer and never acknowledged."""
+        for stream in self.streams.values():
+            after = "0"
+            while not self.stop.is_set():
+                reply = await self.redis.xreadgroup(
+                    GROUP, self.options.consumer, {stream.key: after}, self.options.batch_size
+                )
+                entries = reply[0][1] if reply else []
+                if not entries:
+                    break
+                await self._handle(stream, entries)
+                after = entries[-1][0]
+
+    async def _claim(self) -> None:
+        """Entries other consumers left pending longer than claim_idle_seconds."""
+        idle = int(self.options.claim_idle_seconds * 1000)
+        for stream in self.streams.values():
+            start: bytes | str = "0-0"
+            while not self.stop.is_set():
+                start, entries, *_ = await self.redis.xautoclaim(
+                    stream.key, GROUP, self.options.consumer, idle, start, self.options.batch_size
+                )
+                if entries:
+                    log.info("claimed %d entries left pending in %s", len(entries), stream.key)
+                    await self._handle(stream, entries)
+                if start in (b"0-0", "0-0"):
+                    break
+            await self._trim(stream)
+
+    async def _read_new(self) -> None:
+        reply = await self.redis.xreadgroup(
+            GROUP,
+            self.options.consumer,
+            dict.fromkeys(self.streams, ">"),
+            self.options.batch_size,
+            self.options.block_ms,
+        )
+        # Delivered to us: handled even when a stop came meanwhile (the batch in flight).
+        for key, entries in reply or []:
+            await self._handle(self.streams[key.decode()], entries)
+
+    async def _trim(self, stream: _Stream) -> None:
+        """Drops the entries that every group of the stream has acknowledged: those
+        before its oldest pending one, or after none, up to its last delivered one."""
+        floor: tuple[int, int] | None = None
+        for group in await self.redis.xinfo_groups(stream.key):
+            if group["pending"]:
+                bound = _id((await self.redis.xpending(stream.key, group["name"]))["min"])
+            else:
+                ms, seq = _id(group["last-delivered-id"])
+                bound = (ms, seq + 1)
+            floor = bound if floor is None else min(floor, bound)
+        if floor is not None and floor > (0, 1):
+            await self.redis.xtrim(stream.key, minid=f"{floor[0]}-{floor[1]}", approximate=False)
+
+    # ------------------------------------------------------------------ applying
+
+    async def _handle(self, stream: _Stream, entries: list[Entry]) -> None:
+        """Applies a batch and acknowledges it (rejected entries dead-lettered) once it
+        has committed; raises, acknowledging nothing, when it could not be applied."""
+        await self._refresh(stream)
+        done = WorkerStats(read=len(entries))
+        inputs: list[EventInput] = []
+        where: list[tuple[int, str]] = []  # each input's entry and its field ("event"...)
+        rejects: dict[int, UserError] = {}
+        sources = SourceLookup(stream.tenant)
+        for index, (entry_id, fields) in enumerate(entries):
+            if not fields:  # deleted from the stream meanwhile: nothing to apply
+                continue
+            try:
+                at, item = await entry_input(entry_id.decode(), fields, sources)
+            except UserError as exc:
+                rejects[index] = exc
+                continue
+            inputs.append(item)
+            where.append((index, at))
+        results = await record_events(self.rt, stream.tenant, inputs) if inputs else []
+        for (index, at), result in zip(where, results, strict=True):
+            if isinstance(result, UserError):
+                rejects[index] = result.at(at)
+            elif result.duplicate:
+                done.duplicates += 1
+            else:
+                done.applied += 1
+                done.points += result.points
+        done.rejected = len(rejects)
+        async with self.redis.pipeline(transaction=True) as pipe:  # in one MULTI/EXEC
+            for index in sorted(rejects):
+                entry_id, fields = entries[index]
+                pipe.xadd(
+                    stream.rejected,
+                    dead_letter(entry_id, fields, rejects[index]),
+                    maxlen=DEAD_LETTER_MAXLEN,
+                    approximate=True,
+                )
+            pipe.xack(stream.key, GROUP, *(entry_id for entry_id, _ in entries))
+            await pipe.execute()
+        self.stats.add(done)
+
+    async def _refresh(self, stream: _Stream) -> None:
+        """The tenant's row read again now and then: an admin may change its rules."""
+        if time.monotonic() - stream.read_at < TENANT_SECONDS:
+            return
+        tenant = await Tenant.get_or_none(id=stream.tenant.id)
+        stream.tenant = tenant or stream.tenant
+        stream.read_at = time.monotonic()
+
+    def _progress(self) -> None:
+        at, count = self._logged
+        now = time.monotonic()
+        if now - at >= PROGRESS_SECONDS and self.stats.read != count:
+            rate = (self.stats.read - count) / (now - at)
+            log.info("worker %s: %s (%.0f/s)", self.options.consumer, self.stats.summary(), rate)
+            self._logged = (now, self.stats.read)
+
+
+def _id(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+__all__ = [
+    "GROUP",
+    "StreamWorker",
+    "WorkerOptions",
+    "WorkerStats",
+    "rejected_key",
+    "run_worker",
+    "stream_key",
+    "worker_runtime",
+]
