@@ -28,7 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from app import aio
 from app.errors import ErrorCode, UserError
-from app.runtime import Runtime
+from app.runtime import REDIS_TIMEOUT, Runtime, opened_runtime
 from app.services import board_points
 from app.services.event_input import EventInput
 from app.services.ingest import record_events
@@ -40,8 +40,6 @@ from models import Tenant
 log = logging.getLogger("questline.worker")
 
 GROUP = "questline"
-# Seconds a Redis call may take beyond its BLOCK, as the server's (app.asgi).
-REDIS_TIMEOUT = 2.0
 # The dead-letter stream keeps about this many entries (XADD MAXLEN ~).
 DEAD_LETTER_MAXLEN = 100_000
 PROGRESS_SECONDS = 10.0
@@ -104,33 +102,28 @@ class _Stream:
 
 @contextlib.asynccontextmanager
 async def worker_runtime(settings: Settings, block_ms: int) -> AsyncIterator[tuple[Runtime, Redis]]:
-    """The Runtime as the server's lifespan builds it (Redis boards, the hub on Redis,
-    the PostgreSQL board sweep), and a client for the streams whose reads may block."""
-    rt = Runtime(settings=settings)
-    boards_redis = Redis.from_url(
-        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
-    )
+    """The Runtime as the server's lifespan builds it (`opened_runtime`: Redis boards, the
+    hub on Redis) with the PostgreSQL board sweep, and a client for the streams whose
+    reads may block."""
     streams = Redis.from_url(
         settings.redis_url,
         socket_timeout=block_ms / 1000 + REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
     )
-    rt.use_redis(boards_redis)
-    assert rt.boards is not None
-    sweep: asyncio.Task[None] | None = None
     try:
-        await rt.hub.connect()  # Redis down: it says so and catches up when it is back
-        if settings.is_postgres:  # board points a crashed batch left pending
-            sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))
-        yield rt, streams
+        # Redis down: the hub says so and catches up when it is back.
+        async with opened_runtime(settings) as rt:
+            sweep: asyncio.Task[None] | None = None
+            if settings.is_postgres:  # board points a crashed batch left pending
+                sweep = asyncio.create_task(board_points.settle_forever(rt.boards, rt.hub))
+            try:
+                yield rt, streams
+            finally:
+                if sweep is not None:
+                    await aio.stop(sweep, 2)
     finally:
-        if sweep is not None:
-            await aio.stop(sweep, 2)
-        await rt.boards.close()
-        await rt.hub.disconnect()
-        for client in (streams, boards_redis):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), 2)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(streams.aclose(), 2)
 
 
 async def run_worker(
