@@ -139,6 +139,33 @@ def _utf8_size(metadata: dict[str, Any]) -> int:
     return len(text.encode())
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(item: EventInput, encoded_metadata: str) -> None:
+    """PostgreSQL stores no NUL character (U+0000) in text or jsonb: refused here, on
+    both backends, as this event's error (it used to fail the whole batch's statement)."""
+    texts = (
+        ("eventType", item.event_type),
+        ("category", item.category),
+        ("source", item.source),
+        ("idempotencyKey", item.idempotency_key),
+    )
+    for name, text in texts:
+        if text is not None and "\x00" in text:
+            raise UserError(ErrorCode.INVALID, f"{name} contains a NUL character", name)
+    # The JSON text escapes NUL as \u0000: only then is the metadata walked.
+    if "\\u0000" in encoded_metadata and _holds_nul(item.metadata):
+        raise UserError(ErrorCode.INVALID, "metadata contains a NUL character", "metadata")
+
+
 def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) -> CheckedEvent:
     check_external_id(item.player_id, "playerId")
     if not item.event_type or len(item.event_type) > 64:
@@ -158,6 +185,7 @@ def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) 
         raise UserError(ErrorCode.INVALID, "idempotencyKey is 1-200 characters", "idempotencyKey")
     value = _value(item.value)
     metadata, encoded = _metadata(item.metadata)
+    _refuse_nul(item, encoded)
     occurred = item.occurred_at
     if occurred is not None:
         if occurred.tzinfo is None:

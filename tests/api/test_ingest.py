@@ -359,6 +359,38 @@ async def test_a_new_player_whose_every_event_is_refused_is_not_created(client, 
     assert await Player.filter(external_id="never").count() == 1
 
 
+async def test_nul_characters_are_refused_item_by_item(client, make_tenant):
+    """PostgreSQL stores no U+0000: each such event is INVALID, the batch's others land."""
+    key = await make_tenant("telco")  # a wildcard rule: any event type is known
+    login = {"playerId": "p", "eventType": "APP_LOGIN"}
+    bad = [
+        {**login, "eventType": "APP\u0000LOGIN"},
+        {**login, "category": "a\u0000"},
+        {**login, "source": "crm\u0000"},
+        {**login, "idempotencyKey": "k\u0000"},
+        {**login, "metadata": {"note": ["ok", {"deep": "a\u0000b"}]}},
+        {**login, "metadata": {"k\u0000": 1}},
+    ]
+    batch = [*bad, {**login, "metadata": {"text": "a\\u0000 is six characters"}}]
+    result = await gql(client, BATCH, {"input": batch}, token=key)
+    errors = result.data["recordEvents"]["errors"]
+    assert [(e["field"][1], e["code"]) for e in errors] == [
+        ("eventType", "INVALID"),
+        ("category", "INVALID"),
+        ("source", "INVALID"),
+        ("idempotencyKey", "INVALID"),
+        ("metadata", "INVALID"),
+        ("metadata", "INVALID"),
+    ]
+    assert [e["field"][0] for e in errors] == ["0", "1", "2", "3", "4", "5"]
+    assert len(result.data["recordEvents"]["outcomes"]) == 1
+    stored = await Event.get(player__external_id="p")
+    assert stored.metadata == {"text": "a\\u0000 is six characters"}
+    assert (await errors_of(client, key, bad[0]))[0]["message"] == (
+        "eventType contains a NUL character"
+    )
+
+
 ADJUST = """mutation($amount: Float!) { adjustPoints(input: {playerId: "big", amount: $amount,
   reason: "r"}) { errors { code field } } }"""
 

@@ -93,8 +93,6 @@ def test_an_event_means_what_the_same_record_event_input_means(data):
         (b"\xff{}", "not valid JSON"),
         ('{"value": NaN}', "not valid JSON"),
         ('{"value": Infinity}', "not valid JSON"),
-        ('{"metadata": {"note": "a\\u0000b"}}', "NUL"),
-        ('{"metadata": {"a\\u0000": 1}}', "NUL"),
         ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
     ],
 )
