@@ -24,6 +24,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 from strawberry.tools import merge_types
 
 from app.errors import shown_to_clients
+from schema.nul_guard import RefuseNul
 
 # Input fields whose values are secrets: stored, never returned, never logged
 # (a data source's credentials).
@@ -207,6 +208,7 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     extensions: list = [
         lambda: ParserCache(maxsize=512),
         ValidationByDocument,
+        RefuseNul,  # after ValidationByDocument: GraphQL's own errors come first
         # The depth rule class is made once: validation is cached per rule classes,
         # and QueryDepthLimiter would make a new class per request (never a cache hit).
         lambda: AddValidationRules([DEPTH_LIMIT]),

@@ -7,12 +7,25 @@ import re
 import uuid
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ErrorCode, UserError
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _EXTERNAL_ID = re.compile(r"^[^\s][^\x00-\x1f]{0,127}$")
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether JSON-like data holds a NUL character (U+0000) in any text or key: text
+    PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(v) for v in value)
+    return False
 
 
 @lru_cache(maxsize=1024)

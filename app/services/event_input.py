@@ -15,7 +15,7 @@ from app.engine import levels
 from app.engine.points import PointsLine
 from app.engine.rules import PointRules
 from app.errors import ErrorCode, UserError
-from app.services.common import check_external_id
+from app.services.common import check_external_id, holds_nul
 from app.services.ledger import WalletView
 from models import Event, Tenant
 
@@ -139,16 +139,6 @@ def _utf8_size(metadata: dict[str, Any]) -> int:
     return len(text.encode())
 
 
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
-
-
 def _refuse_nul(item: EventInput, encoded_metadata: str) -> None:
     """PostgreSQL stores no NUL character (U+0000) in text or jsonb: refused here, on
     both backends, as this event's error (it used to fail the whole batch's statement)."""
@@ -162,7 +152,7 @@ def _refuse_nul(item: EventInput, encoded_metadata: str) -> None:
         if text is not None and "\x00" in text:
             raise UserError(ErrorCode.INVALID, f"{name} contains a NUL character", name)
     # The JSON text escapes NUL as \u0000: only then is the metadata walked.
-    if "\\u0000" in encoded_metadata and _holds_nul(item.metadata):
+    if "\\u0000" in encoded_metadata and holds_nul(item.metadata):
         raise UserError(ErrorCode.INVALID, "metadata contains a NUL character", "metadata")
 
 
