@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from app.engine.simulation import SimulationSpec, parse_simulation
+
 PRESET_DIR = Path(__file__).parent
 
 
@@ -21,7 +23,18 @@ def _load(name: str) -> dict[str, Any]:
         data = yaml.safe_load(fh)
     if not isinstance(data, dict):
         raise ValueError(f"preset {name} is not a mapping")
+    if data.get("simulation") is not None:
+        _simulation(name, data)  # a bad section is refused here, not mid-simulation
     return data
+
+
+def _simulation(name: str, data: dict[str, Any]) -> SimulationSpec:
+    rules = data.get("rules") or []
+    types = [r.get("event_type") for r in rules if isinstance(r, dict)]
+    try:
+        return parse_simulation(data["simulation"], types, data.get("categories") or {})
+    except ValueError as exc:
+        raise ValueError(f"preset {name}: {exc}") from None
 
 
 def load(name: str) -> dict[str, Any]:
@@ -31,3 +44,10 @@ def load(name: str) -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(_load(name))
+
+
+def simulation(name: str) -> SimulationSpec | None:
+    """The preset's simulation mix (`questline simulate`), or None when it has none;
+    raises KeyError for an unknown preset."""
+    data = load(name)
+    return _simulation(name, data) if data.get("simulation") is not None else None
