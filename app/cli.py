@@ -426,6 +426,122 @@ def expire(
     console.print(f"expired {count} redemption codes" + (f" of tenant {tenant}" if tenant else ""))
 
 
+@cli.command()
+def simulate(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")] = "default",
+    players: Annotated[int, typer.Option(help="Simulated players.")] = 50,
+    rate: Annotated[float, typer.Option(help="Live events per second.")] = 20.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds of live traffic (default: until Ctrl-C).")
+    ] = None,
+    events: Annotated[int | None, typer.Option(help="Live events to send (or --duration).")] = None,
+    backfill_days: Annotated[int, typer.Option(help="Days of history to send first.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Same seed, same events and idempotency keys.")
+    ] = None,
+    player_prefix: Annotated[str, typer.Option(help="The players' id prefix.")] = "sim-",
+) -> None:
+    """Synthetic traffic from the tenant's preset mix: backfill days, then live at --rate.
+    Ctrl-C or SIGTERM stops after the batch in flight, with the summary (exit 0); exit 2:
+    a usage error, nothing written."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from app.runtime import opened_runtime
+    from app.services import simulate as sim
+
+    def say(text: str, style: str | None = None) -> None:
+        console.print(text, style=style, markup=False, soft_wrap=True)
+
+    options = sim.Options(
+        players=players,
+        rate=rate,
+        duration=duration,
+        events=events,
+        backfill_days=backfill_days,
+        seed=seed,
+        player_prefix=player_prefix,
+    )
+    try:
+        options.check()
+    except UserError as exc:
+        say(exc.message, "red")
+        raise typer.Exit(2) from None
+
+    async def work(settings: Settings) -> tuple[sim.Plan, sim.Summary]:
+        try:
+            plan = await sim.prepare(tenant, options)  # writes nothing
+        except UserError as exc:
+            say(exc.message, "red")
+            raise typer.Exit(2) from None
+        row, live = plan.tenant, options.live_limit
+        say(
+            f"simulating tenant {row.slug} ({row.preset}, {row.timezone}): {players} players "
+            f"{player_prefix}1 … {player_prefix}{players}"
+            + (f", {backfill_days} days of history" if backfill_days else "")
+            + f", then {rate:g} events/s"
+            + (f" for {live} events" if live is not None else " until Ctrl-C")
+            + f"; idempotency keys sim-{plan.run_id}-N"
+        )
+        kinds = len({e.event_type for e in plan.mix.events})
+        if plan.derived:
+            say(
+                f"mix derived from the tenant's rules ({plan.derived}): "
+                f"{kinds} event types, value 1, equal weights",
+                "yellow",
+            )
+        else:
+            say(f"mix: preset {row.preset}'s simulation section, {kinds} event types")
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:  # not cancelled half-way: see _stop_on_signals
+            if not stop.is_set():
+                say(f"{signal.Signals(signum).name}: finishing the batch in flight")
+            stop.set()
+
+        signals = (signal.SIGINT, signal.SIGTERM)
+        # The server's kind of Runtime: with REDIS_URL, its Redis boards and subscribers.
+        async with opened_runtime(settings) as rt:
+            for signum in signals:
+                loop.add_signal_handler(signum, on_signal, signum)
+            try:
+                with Progress(
+                    "{task.description}",
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                ) as progress:
+                    tasks: dict[str, Any] = {}
+
+                    def advance(phase: str, done: int, total: int | None) -> None:
+                        if phase not in tasks:
+                            tasks[phase] = progress.add_task(phase, total=total)
+                        progress.update(tasks[phase], completed=done)
+
+                    summary = await sim.simulate(rt, plan, progress=advance, stop=stop)
+            finally:
+                for signum in signals:
+                    loop.remove_signal_handler(signum)
+        return plan, summary
+
+    plan, summary = _run(work)
+    rejected = sum(summary.rejected.values())
+    codes = ", ".join(f"{code} {n}" for code, n in sorted(summary.rejected.items()))
+    say(
+        ("stopped: " if summary.stopped else "done: ")
+        + f"{summary.sent} events sent in {summary.elapsed:.1f} s "
+        f"({summary.per_second:.1f} events/s) to tenant {plan.tenant.slug}"
+    )
+    say(
+        f"  applied {summary.applied}, duplicates {summary.duplicates}, "
+        f"rejected {rejected}" + (f" ({codes})" if codes else "")
+    )
+    say(
+        f"  points awarded {summary.points:,.2f} (+ {summary.level_up_bonus:,.2f} level-up "
+        f"bonus), {summary.level_ups} level-ups, {len(summary.players)} players"
+    )
+
+
 @tenant_cli.command("create")
 def tenant_create(
     slug: str,
