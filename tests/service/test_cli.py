@@ -31,7 +31,12 @@ async def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:  # never left running after its test
+        process.kill()
+        await process.wait()
+        raise
     return subprocess.CompletedProcess(
         list(args), process.returncode or 0, out.decode(), err.decode()
     )
