@@ -3,8 +3,9 @@ batches, resumable from a checkpoint beside the file.
 
 Each record goes through `to_event_input` (the source's mapping, as `normalizeEvent`)
 and, a batch at a time, `record_events` (rules, ledger, boards, publishing after
-commit). Its idempotency key is the record's own id within its source when the mapping
-names one, else `file-{sha256[:16]}:{line}`: a re-run, or a resumed run, counts no
+commit; one event at a time if the database refuses the batch: `record_batch`). Its
+idempotency key is the record's own id within its source when the mapping names one,
+else `file-{sha256[:16]}:{line}`: a re-run, or a resumed run, counts no
 record twice. After each committed batch the checkpoint (the file's digest, the byte
 offset and line after the batch, the running counts) is replaced atomically. Refused
 records go to FILE.rejected.jsonl; the checkpoint's `rejects_bytes` keeps that file in
@@ -29,7 +30,8 @@ from typing import IO, Any
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services.event_input import EventInput
-from app.services.ingest import MAX_BATCH, Outcome, record_events
+from app.services.ingest import MAX_BATCH, Outcome
+from app.services.isolate import record_batch
 from app.services.record_files import Row, open_records, read_header
 from app.services.sources import SOURCE_TYPES, find_source, to_event_input
 from app.services.tenants import get_tenant
@@ -310,7 +312,7 @@ async def _apply(rt: Runtime, plan: Plan, batch: list[Row]) -> Counts:
             item.idempotency_key = f"file-{plan.digest[:16]}:{row.line}"
         mapped.append(row)
         inputs.append(item)
-    results = await record_events(rt, plan.tenant, inputs) if inputs else []
+    results = await record_batch(rt, plan.tenant, inputs) if inputs else []
     for row, result in zip(mapped, results, strict=True):
         if not isinstance(result, Outcome):
             row.error = result

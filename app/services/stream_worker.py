@@ -2,7 +2,8 @@
 
 Producers XADD entries to `{prefix}:events:{tenant slug}`; each worker of the group
 `questline` reads its share, applies a batch with one `record_events` call (published
-after commit, as the API's events are) and acknowledges the batch only once it has
+after commit, as the API's events are; one event at a time if the database refuses the
+batch: `record_batch`) and acknowledges the batch only once it has
 committed. Exactly once: an entry without an idempotency key gets `stream:{entry id}`,
 so an entry applied but not acknowledged (a worker killed in between) comes back as a
 duplicate. A refused entry (not JSON, INVALID, CONFLICT, unknown source, ...) goes to
@@ -31,7 +32,7 @@ from app.errors import ErrorCode, UserError
 from app.runtime import REDIS_TIMEOUT, Runtime, opened_runtime
 from app.services import board_points
 from app.services.event_input import EventInput
-from app.services.ingest import record_events
+from app.services.isolate import record_batch
 from app.services.stream_entries import Entry, SourceLookup, dead_letter, entry_input
 from app.services.tenants import get_tenant
 from app.settings import Settings
@@ -293,7 +294,7 @@ class StreamWorker:
                 continue
             inputs.append(item)
             where.append((index, at))
-        results = await record_events(self.rt, stream.tenant, inputs) if inputs else []
+        results = await record_batch(self.rt, stream.tenant, inputs) if inputs else []
         for (index, at), result in zip(where, results, strict=True):
             if isinstance(result, UserError):
                 rejects[index] = result.at(at)

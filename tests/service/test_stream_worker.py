@@ -554,3 +554,23 @@ async def test_a_subscriber_of_a_running_server_hears_the_workers_events(
     (row,) = await Event.filter(tenant_id=tenant.id)
     assert change["transaction"]["kind"] == "EARN"
     assert change["transaction"]["eventId"] == str(row.id)
+
+
+async def test_an_entry_the_database_refuses_is_dead_lettered_alone(app, settings, redis):
+    from tests.service.test_isolate import ledger_matches, poison_refused
+
+    tenant = await create_tenant("poison", preset="telco")
+    stream = stream_key(settings.redis_prefix, "poison")
+    ids = await xadd(
+        redis,
+        stream,
+        event(playerId="a", eventType="APP_LOGIN"),
+        event(playerId="b", eventType="POISON"),
+        event(playerId="c", eventType="APP_LOGIN"),
+    )
+    async with poison_refused():
+        stats = await consume(settings, redis, "poison")
+    assert (stats.applied, stats.rejected) == (2, 1)
+    (letter,) = await redis.xrange(rejected_key(settings.redis_prefix, "poison"))
+    assert letter[1][b"entry"].decode() == ids[1] and letter[1][b"code"] == b"INVALID"
+    await ledger_matches(tenant.id)
