@@ -24,7 +24,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 from strawberry.tools import merge_types
 
 from app.errors import shown_to_clients
-from schema.nul_guard import RefuseNul
+from schema.nul_guard import nul_problem
 
 # Input fields whose values are secrets: stored, never returned, never logged
 # (a data source's credentials).
@@ -56,7 +56,10 @@ class ValidationByDocument(SchemaExtension):
     hands every request with the same text the same document object, so its identity
     is key enough. Each entry holds its schema and document, so neither id can be
     reused by another object while the entry is cached; a document parsed again (after
-    ParserCache evicted it) is a new object, validated again."""
+    ParserCache evicted it) is a new object, validated again.
+
+    A valid request is then checked for NUL characters (schema.nul_guard), here rather
+    than in an extension of its own: each extension costs every request ~5 µs."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -75,6 +78,11 @@ class ValidationByDocument(SchemaExtension):
             _validated[key] = (schema, document, errors)
             if len(_validated) > VALIDATED_MAX:
                 _validated.popitem(last=False)
+        if not errors and document is not None:  # then text PostgreSQL cannot store
+            problem = nul_problem(document, context.variables)
+            if problem is not None:
+                message = f"{problem} holds a NUL character (U+0000), which no text takes"
+                errors = [GraphQLError(message)]
         context.pre_execution_errors = errors
         yield
 
@@ -208,7 +216,6 @@ def build_schema(*, mask_errors: bool = True) -> strawberry.Schema:
     extensions: list = [
         lambda: ParserCache(maxsize=512),
         ValidationByDocument,
-        RefuseNul,  # after ValidationByDocument: GraphQL's own errors come first
         # The depth rule class is made once: validation is cached per rule classes,
         # and QueryDepthLimiter would make a new class per request (never a cache hit).
         lambda: AddValidationRules([DEPTH_LIMIT]),

@@ -12,7 +12,6 @@ alone (INVALID at its index): one bad item does not sink the rest of a batch.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +19,12 @@ from graphql import (
     ArgumentNode,
     DocumentNode,
     FieldNode,
-    GraphQLError,
     StringValueNode,
     VariableDefinitionNode,
     VariableNode,
     Visitor,
     visit,
 )
-from strawberry.extensions import SchemaExtension
 
 from app.services.common import holds_nul
 
@@ -97,7 +94,8 @@ def _plan(document: DocumentNode) -> _Plan:
 
 
 def nul_problem(document: DocumentNode, variables: dict[str, Any] | None) -> str | None:
-    """Where the request holds a NUL outside the item-checked inputs, or None."""
+    """Where the request holds a NUL outside the item-checked inputs, or None (checked
+    with the document's validation: schema.build.ValidationByDocument)."""
     plan = _plan(document)
     if plan.literal:
         return "a string in the query"
@@ -105,16 +103,3 @@ def nul_problem(document: DocumentNode, variables: dict[str, Any] | None) -> str
         if name not in plan.item_checked and holds_nul(value):
             return f"variable ${name}"
     return None
-
-
-class RefuseNul(SchemaExtension):
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        if not context.pre_execution_errors and document is not None:
-            problem = nul_problem(document, context.variables)
-            if problem is not None:
-                context.pre_execution_errors = [
-                    GraphQLError(f"{problem} holds a NUL character (U+0000), which no text takes")
-                ]
-        yield
