@@ -160,6 +160,21 @@ async def empty_database() -> None:
         await conn.execute_script(script)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _run_redis_keys_deleted_at_the_end() -> Iterator[None]:
+    """The machine's Redis is shared: this run's keys (its prefix) go when it ends."""
+    yield
+    if REDIS_URL:
+        from redis import Redis
+
+        client = Redis.from_url(REDIS_URL)
+        try:
+            for key in client.scan_iter(match=f"qltest-{RUN_ID}*"):
+                client.delete(key)
+        finally:
+            client.close()
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Any]:
     """The application with its lifespan running, on an empty database."""
