@@ -223,7 +223,9 @@ def ingest(
         )
         stop = asyncio.Event()
         async with opened_runtime(settings) as rt:
-            with _stop_on_signals(stop) as received, _ingest_bar(plan) as on_progress:
+            # A kill is safe too: the next run resumes before the batch it stopped.
+            then = ", then saving the checkpoint (Ctrl-\\ quits at once; a re-run resumes)"
+            with _stop_on_signals(stop, then) as received, _ingest_bar(plan) as on_progress:
                 result = await run_ingest(rt, plan, progress=on_progress, stop=stop)
         return result, received
 
@@ -268,22 +270,22 @@ def _records(count: int) -> str:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[list[int]]:
-    """Ctrl-C or SIGTERM sets `stop`: the batch in flight finishes and the checkpoint is
-    saved. Not cancelled half-way (cancelling a transaction as it begins leaves
-    Tortoise unable to close); a kill is safe too, the next run resumes before it."""
+def _stop_on_signals(stop: asyncio.Event, then: str = "") -> Iterator[list[int]]:
+    """Ctrl-C or SIGTERM sets `stop`: the batch in flight finishes (`then` says what
+    follows). Not cancelled half-way: cancelling a transaction as it begins leaves
+    Tortoise unable to close."""
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
     def on_signal(signum: int) -> None:
+        if not received:
+            console.print(
+                f"{signal.Signals(signum).name}: finishing the batch in flight{then}",
+                markup=False,
+                soft_wrap=True,
+            )
         received.append(signum)
         stop.set()
-        console.print(
-            f"{signal.Signals(signum).name}: finishing the batch in flight, then saving "
-            "the checkpoint (Ctrl-\\ quits at once; a re-run then resumes before it)",
-            markup=False,
-            soft_wrap=True,
-        )
 
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
@@ -293,6 +295,19 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[list[int]]:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+def _count_bar() -> Any:
+    """A progress bar per task: description, bar, done / total, time elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 @contextlib.contextmanager
@@ -331,8 +346,6 @@ def leaderboard_rebuild(
     ] = None,
 ) -> None:
     """Restore the Redis leaderboards from the database (the record)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from app.services.board_cache import BoardCache, record_count
     from app.services.board_points import settle_left
     from app.services.leaderboards import boards_to_rebuild
@@ -359,13 +372,7 @@ def leaderboard_rebuild(
             rows = await query.order_by("slug")
             if tenant and not rows:
                 raise UserError(ErrorCode.NOT_FOUND, f"no tenant {tenant!r}")
-            with Progress(
-                "{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
+            with _count_bar() as progress:
                 for row in rows:
                     boards = boards_to_rebuild(row, period.value if period else None, key)
                     for board_period, board_key in boards:
@@ -444,8 +451,6 @@ def simulate(
     """Synthetic traffic from the tenant's preset mix: backfill days, then live at --rate.
     Ctrl-C or SIGTERM stops after the batch in flight, with the summary (exit 0); exit 2:
     a usage error, nothing written."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from app.runtime import opened_runtime
     from app.services import simulate as sim
 
@@ -491,37 +496,18 @@ def simulate(
             )
         else:
             say(f"mix: preset {row.preset}'s simulation section, {kinds} event types")
-        stop, loop = asyncio.Event(), asyncio.get_running_loop()
-
-        def on_signal(signum: int) -> None:  # not cancelled half-way: see _stop_on_signals
-            if not stop.is_set():
-                say(f"{signal.Signals(signum).name}: finishing the batch in flight")
-            stop.set()
-
-        signals = (signal.SIGINT, signal.SIGTERM)
+        stop = asyncio.Event()
         # The server's kind of Runtime: with REDIS_URL, its Redis boards and subscribers.
         async with opened_runtime(settings) as rt:
-            for signum in signals:
-                loop.add_signal_handler(signum, on_signal, signum)
-            try:
-                with Progress(
-                    "{task.description}",
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                ) as progress:
-                    tasks: dict[str, Any] = {}
+            with _stop_on_signals(stop), _count_bar() as progress:
+                tasks: dict[str, Any] = {}
 
-                    def advance(phase: str, done: int, total: int | None) -> None:
-                        if phase not in tasks:
-                            tasks[phase] = progress.add_task(phase, total=total)
-                        progress.update(tasks[phase], completed=done)
+                def advance(phase: str, done: int, total: int | None) -> None:
+                    if phase not in tasks:
+                        tasks[phase] = progress.add_task(phase, total=total)
+                    progress.update(tasks[phase], completed=done)
 
-                    summary = await sim.simulate(rt, plan, progress=advance, stop=stop)
-            finally:
-                for signum in signals:
-                    loop.remove_signal_handler(signum)
+                summary = await sim.simulate(rt, plan, progress=advance, stop=stop)
         return plan, summary
 
     plan, summary = _run(work)

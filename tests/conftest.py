@@ -160,19 +160,23 @@ async def empty_database() -> None:
         await conn.execute_script(script)
 
 
+def delete_redis_keys(url: str, pattern: str) -> None:
+    from redis import Redis
+
+    client = Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _run_redis_keys_deleted_at_the_end() -> Iterator[None]:
     """The machine's Redis is shared: this run's keys (its prefix) go when it ends."""
     yield
     if REDIS_URL:
-        from redis import Redis
-
-        client = Redis.from_url(REDIS_URL)
-        try:
-            for key in client.scan_iter(match=f"qltest-{RUN_ID}*"):
-                client.delete(key)
-        finally:
-            client.close()
+        delete_redis_keys(REDIS_URL, f"qltest-{RUN_ID}*")
 
 
 @pytest.fixture

@@ -13,24 +13,29 @@ from models import ApiKey, Tenant, Wallet
 from tests.conftest import ROOT, gql
 
 
-async def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Runs the CLI without blocking the event loop (the app under test keeps running)."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix,
-    }
-    process = await asyncio.create_subprocess_exec(
+async def start_questline(settings, *args: str, **env: str) -> asyncio.subprocess.Process:
+    """The CLI started against the test database and Redis (prefix included)."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "app.cli",
         *args,
         cwd=ROOT,
-        env=env,
+        env={
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "REDIS_PREFIX": settings.redis_prefix,
+            **env,
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def questline(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the CLI without blocking the event loop (the app under test keeps running)."""
+    process = await start_questline(settings, *args)
     try:
         out, err = await asyncio.wait_for(process.communicate(), 60)
     except TimeoutError:  # never left running after its test

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
-import sys
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import timedelta
@@ -25,9 +23,9 @@ from app.services.players import boards_channel
 from app.services.simulate import Options, prepare, simulate
 from app.services.tenants import create_tenant, ensure_tenant
 from models import Event, Period, PeriodScore, Player, PlayerDay, PointTransaction, Tenant, Wallet
-from tests.conftest import REDIS_URL, ROOT
+from tests.conftest import REDIS_URL
 from tests.service.test_board_cache import both, ready
-from tests.service.test_cli import questline
+from tests.service.test_cli import questline, start_questline
 from tests.service.test_ledger import assert_invariant
 
 FAST = 1e6  # events per second: the live phase's schedule never waits on these tests
@@ -268,26 +266,7 @@ async def test_the_cli_refuses_bad_usage_with_one_line_and_exit_2(app, settings,
 
 async def test_sigterm_stops_after_the_batch_in_flight_with_the_summary(app, settings):
     tenant = await ensure_tenant()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.cli",
-        "simulate",
-        "--rate",
-        "40",
-        "--seed",
-        "9",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_questline(settings, "simulate", "--rate", "40", "--seed", "9")
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while await Event.filter(tenant_id=tenant.id).count() < 20:

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import signal
 import socket
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
@@ -38,7 +35,8 @@ from app.services.stream_worker import (
 from app.services.tenants import create_tenant
 from models import DataSource, Event, Player, PointTransaction, Tenant, Wallet
 from tests.api.test_live import POINTS, wait_for_subscribers
-from tests.conftest import REDIS_URL, ROOT, RUN_ID, gql, make_settings
+from tests.conftest import REDIS_URL, RUN_ID, delete_redis_keys, gql, make_settings
+from tests.service.test_cli import start_questline
 from tests.wsclient import GraphQLWebSocket
 
 
@@ -75,12 +73,7 @@ def settings(database_url: str) -> Any:
     """The suite's settings with Redis (found as above) and a prefix of this test's own."""
     prefix = f"qltest-{RUN_ID}-{uuid.uuid4().hex[:6]}"
     yield make_settings(database_url, redis_url=WORKER_REDIS, redis_prefix=prefix)
-    client = SyncRedis.from_url(WORKER_REDIS)
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
-    finally:
-        client.close()
+    delete_redis_keys(WORKER_REDIS, f"{prefix}:*")
 
 
 @pytest.fixture
@@ -155,23 +148,7 @@ async def balance(tenant: Tenant, player: str) -> Decimal:
 
 
 async def start_cli_worker(settings: Any, *args: str, **env: str) -> Any:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.cli",
-        "worker",
-        *args,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": settings.redis_url,
-            "REDIS_PREFIX": settings.redis_prefix,
-            **env,
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await start_questline(settings, "worker", *args, **env)
 
 
 async def wait_until_reading(process: Any) -> list[str]:
