@@ -155,7 +155,7 @@ class BoardCache:
     async def apply_scores(
         self, tenant_id: int, timezone: str, scores: Sequence[Any], hidden: Container[int]
     ) -> None:
-        """`apply` for one tenant's written score rows (ingest_store.ScoreTotal, without
+        """`apply` for one tenant's written score rows (ingest_rows.ScoreTotal, without
         tenant or privacy): the players in `hidden` leave the public boards."""
         await self.apply_packed(tenant_id, timezone, pack_scores(scores, hidden))
 

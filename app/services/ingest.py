@@ -48,7 +48,8 @@ from app.services.event_input import (
     outcome_json,
     sort_duplicates,
 )
-from app.services.ingest_store import DayRow, IngestStore, WalletRow, Written
+from app.services.ingest_rows import DayRow, WalletRow, Written
+from app.services.ingest_store import IngestStore
 from app.services.ledger import level_up_json, points_json, wallet_view
 from app.services.players import boards_channel, player_channel
 from app.services.rules import rules_for

@@ -9,12 +9,10 @@ reads convert.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -26,6 +24,18 @@ from tortoise.timezone import UTC
 
 from app.codec import dumps
 from app.services.board_cache import Packed
+from app.services.ingest_rows import (
+    DayRow,
+    Opened,
+    ScoreTotal,
+    WalletRow,
+    Written,
+    day_rows,
+    player_row,
+    score_total,
+    to_date,
+    wallet_rows,
+)
 from app.services.ingest_sql import (
     LOCK_WALLETS_POSTGRES,
     OPEN_BATCH_POSTGRES,
@@ -39,68 +49,6 @@ from app.services.ingest_sql import (
 # A statement and its parameters.
 _Query = tuple[str, list[Any]]
 _T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class WalletRow:
-    player_id: int
-    balance: Decimal
-    lifetime_earned: Decimal
-    level: int
-    streak_current: int
-    streak_best: int
-    last_active_day: date | None
-    last_event_at: datetime | None
-
-    def state_values(self) -> list[Any]:
-        """The columns a batch writes back, in WALLET_COLUMNS order after player_id."""
-        return [
-            self.balance,
-            self.lifetime_earned,
-            self.level,
-            self.streak_current,
-            self.streak_best,
-            self.last_active_day,
-            self.last_event_at,
-        ]
-
-
-@dataclass(slots=True)
-class DayRow:
-    player_id: int
-    day: date
-    events: int
-    earned: Decimal
-
-
-@dataclass(slots=True)
-class Opened:
-    """What a batch's first statement found (IngestStore.open_batch)."""
-
-    hits: list[str]  # idempotency keys already stored
-    players: list[Any]
-    locked: bool  # every player's wallet is locked, and `wallets` holds them all
-    fresh: bool  # `wallets` and `days` are current: no wait for a lock hid a change
-    wallets: dict[int, WalletRow]
-    days: dict[tuple[int, date], DayRow]
-
-
-def _decimal(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def _date(value: Any) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
-def _datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class IngestStore:
@@ -143,7 +91,7 @@ class IngestStore:
 
     async def players(self, tenant_id: int, external_ids: Sequence[str]) -> list[Any]:
         rows = await self._rows(*self._players_query(tenant_id, external_ids))
-        return [_player_row(r) for r in rows]
+        return [player_row(r) for r in rows]
 
     async def open_batch(
         self,
@@ -172,11 +120,11 @@ class IngestStore:
         locked = bool(parts["w"])
         return Opened(
             hits=[r["external_id"] for r in parts["k"]],
-            players=[_player_row(r, pk="player_id") for r in parts["p"]],
+            players=[player_row(r, pk="player_id") for r in parts["p"]],
             locked=locked,
             fresh=locked and all(r["fresh"] for r in parts["w"]),
-            wallets=_wallet_rows(parts["w"]),
-            days=_day_rows(parts["d"]),
+            wallets=wallet_rows(parts["w"]),
+            days=day_rows(parts["d"]),
         )
 
     def _open_sqlite(
@@ -190,16 +138,16 @@ class IngestStore:
         """SQLite, on the connection's thread: `open_batch`'s keys, players and (every
         player and wallet found) wallets and days."""
         hits = [r[0] for r in db.execute(*self._hits_query(tenant_id, keys))] if keys else []
-        players = [_player_row(r) for r in db.execute(*self._players_query(tenant_id, wanted))]
+        players = [player_row(r) for r in db.execute(*self._players_query(tenant_id, wanted))]
         wallets: dict[int, WalletRow] = {}
         found: dict[tuple[int, date], DayRow] = {}
         complete = len(players) == len(wanted)
         if complete:
             pids = sorted(p.id for p in players)
-            wallets = _wallet_rows(db.execute(*self._wallets_query(pids)))
+            wallets = wallet_rows(db.execute(*self._wallets_query(pids)))
             complete = len(wallets) == len(pids)
             if complete:
-                found = _day_rows(db.execute(*self._days_query(pids, days)))
+                found = day_rows(db.execute(*self._days_query(pids, days)))
         return Opened(hits, players, complete, complete, wallets, found)
 
     async def _one_hop(self, work: Callable[..., _T], *args: Any) -> _T:
@@ -256,7 +204,7 @@ class IngestStore:
     async def wallets(self, player_ids: Sequence[int]) -> dict[int, WalletRow]:
         """The wallets as they stand, unlocked (SQLite writes one transaction at a time;
         PostgreSQL batches lock theirs and read them with `read_state`)."""
-        return _wallet_rows(await self._rows(*self._wallets_query(player_ids)))
+        return wallet_rows(await self._rows(*self._wallets_query(player_ids)))
 
     def _wallets_query(self, player_ids: Sequence[int]) -> _Query:
         sql = (
@@ -294,13 +242,13 @@ class IngestStore:
         rows = await self.conn.execute_query_dict(
             READ_STATE_POSTGRES, [sorted(player_ids), list(days)]
         )
-        wallets = _wallet_rows(r for r in rows if r["day"] is None)
-        return wallets, _day_rows(r for r in rows if r["day"] is not None)
+        wallets = wallet_rows(r for r in rows if r["day"] is None)
+        return wallets, day_rows(r for r in rows if r["day"] is not None)
 
     async def days(
         self, player_ids: Sequence[int], days: Sequence[date]
     ) -> dict[tuple[int, date], DayRow]:
-        return _day_rows(await self._rows(*self._days_query(player_ids, days)))
+        return day_rows(await self._rows(*self._days_query(player_ids, days)))
 
     def _days_query(self, player_ids: Sequence[int], days: Sequence[date]) -> _Query:
         second = 2 if self.postgres else len(player_ids) + 1
@@ -319,7 +267,7 @@ class IngestStore:
         )
         out: dict[int, set[date]] = defaultdict(set)
         for r in await self._rows(sql, [*self._list(player_ids), since]):
-            out[r["player_id"]].add(_date(r["day"]))
+            out[r["player_id"]].add(to_date(r["day"]))
         return out
 
     async def write_batch(
@@ -421,7 +369,7 @@ class IngestStore:
         db.executemany(*self._days_upsert(days))
         totals: list[ScoreTotal] = []
         for query in self._scores_queries(scores, now):
-            totals += [_score_total(r) for r in db.execute(*query)]
+            totals += [score_total(r) for r in db.execute(*query)]
         return ids, totals
 
     def _transactions_query(self, rows: list[list[Any]]) -> _Query:
@@ -437,7 +385,7 @@ class IngestStore:
         """Adds points to period score rows; returns the rows as they now stand."""
         totals: list[ScoreTotal] = []
         for query in self._scores_queries(rows, now):
-            totals += [_score_total(r) for r in await self.conn.execute_query_dict(*query)]
+            totals += [score_total(r) for r in await self.conn.execute_query_dict(*query)]
         return totals
 
     def _scores_queries(self, rows: list[list[Any]], now: datetime) -> list[_Query]:
@@ -508,91 +456,6 @@ INLINE_SCORES_MAX = 64
 
 # Rows per period score upsert (six values each, within SQLite's variable limit).
 SCORE_CHUNK = 500
-
-
-@dataclass(slots=True)
-class Written:
-    """What a batch's writes return: the new ledger ids in the order of the lines, and
-    its board points as written (`totals`, SQLite; `boards`, packed, PostgreSQL) or left
-    pending (`pending`, PostgreSQL's large batches)."""
-
-    ids: list[int]
-    totals: list[ScoreTotal] = field(default_factory=list)
-    boards: list[Packed] = field(default_factory=list)
-    pending: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreTotal:
-    """A period score row after a write: what the Redis boards copy."""
-
-    player_id: int
-    period: str
-    period_key: str
-    points: Decimal
-    reached_at: datetime
-
-
-def _wallet_rows(rows: Iterable[Any]) -> dict[int, WalletRow]:
-    return {
-        r["player_id"]: WalletRow(
-            r["player_id"],
-            _decimal(r["balance"]),
-            _decimal(r["lifetime_earned"]),
-            r["level"],
-            r["streak_current"],
-            r["streak_best"],
-            _date(r["last_active_day"]),
-            _datetime(r["last_event_at"]),
-        )
-        for r in rows
-    }
-
-
-def _day_rows(rows: Iterable[Any]) -> dict[tuple[int, date], DayRow]:
-    out = {}
-    for r in rows:
-        row = DayRow(r["player_id"], _date(r["day"]), r["events"], _decimal(r["earned"]))
-        out[(row.player_id, row.day)] = row
-    return out
-
-
-def _player_row(r: Any, pk: str = "id") -> _PlayerRow:
-    return _PlayerRow(
-        r[pk],
-        r["external_id"],
-        r["kind"],
-        r["segment"],
-        r["timezone"],
-        _json(r["attributes"]),
-        bool(r["hidden_from_boards"]),
-    )
-
-
-def _score_total(row: dict[str, Any]) -> ScoreTotal:
-    reached = row["reached_at"]
-    if isinstance(reached, str):
-        reached = datetime.fromisoformat(reached)
-    if reached.tzinfo is None:
-        reached = reached.replace(tzinfo=UTC)
-    return ScoreTotal(
-        row["player_id"], row["period"], row["period_key"], Decimal(str(row["points"])), reached
-    )
-
-
-@dataclass(slots=True)
-class _PlayerRow:
-    id: int
-    external_id: str
-    kind: str
-    segment: str | None
-    timezone: str | None
-    attributes: dict[str, Any]
-    hidden_from_boards: bool = False
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else (value or {})
 
 
 @lru_cache(maxsize=4096)

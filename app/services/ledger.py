@@ -29,7 +29,8 @@ from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services.common import zone
-from app.services.ingest_store import IngestStore, ScoreTotal
+from app.services.ingest_rows import ScoreTotal
+from app.services.ingest_store import IngestStore
 from app.services.players import boards_channel, player_channel, require_player
 from app.services.rules import rules_for
 from models import Event, Player, PlayerDay, PointTransaction, Tenant, TransactionKind, Wallet
