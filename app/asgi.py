@@ -23,7 +23,7 @@ from app import aio, live, shutdown
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime, redis_client
-from app.services import board_points
+from app.services import board_points, rank_watch
 from app.services.access import listen_for_revocations
 from app.settings import Settings
 from app.ws_frames import FrameWriterMiddleware
@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "ready": ready,
             **checks,
             "subscriptions": rt.hub.total_subscribers(),
-            "realtime": {**rt.hub.stats(), **live.stats()},
+            "realtime": {**rt.hub.stats(), **live.stats(), **rank_watch.stats(rt)},
         }
         if rt.boards is not None:
             body["leaderboards"] = dict(rt.boards.stats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.realtime import Hub
 from app.services.board_cache import BoardCache
@@ -30,6 +30,8 @@ class Runtime:
     boards: BoardCache | None = None
     # The open WebSockets by credential: closed when it is revoked or expires.
     sockets: SocketCredentials = field(default_factory=SocketCredentials)
+    # rankChanged's shared looks by (tenant id, period) (app.services.rank_watch).
+    rank_watches: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.settings.redis_url, prefix=self.settings.redis_prefix)

@@ -12,11 +12,9 @@ import strawberry
 from app.context import Info
 from app.errors import UserError as DomainUserError
 from app.live import live_feed
-from app.realtime import Hub
 from app.runtime import Runtime
-from app.services import leaderboards
-from app.services import players as player_service
-from app.services.players import boards_channel
+from app.services import leaderboards, rank_watch
+from app.services.board_looks import looks
 from resolvers.common import viewer
 from schema.leaderboards import Leaderboard, LeaderboardPeriod, RankChanged
 from schema.ledger import points
@@ -65,39 +63,6 @@ class LeaderboardQuery:
         return Leaderboard.from_board(board)
 
 
-# Live boards look again at most this often, however many batches commit meanwhile.
-RECOMPUTE_EVERY = 0.25
-# A look at a period's close waits this long past it (the clocks of hosts differ).
-ROLLOVER_SLACK = 0.5
-
-
-async def _looks(hub: Hub, tenant: Any, period: LeaderboardPeriod) -> AsyncGenerator[float, None]:
-    """Yields once now, then at most every RECOMPUTE_EVERY seconds after scores change,
-    and when the period closes (a new day's board starts empty, with no score to
-    announce it): the time after which a look sees every change that woke it."""
-    async with hub.subscribe(boards_channel(tenant.id), signal=True) as changes:
-        yield time.monotonic()
-        change: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if change is None:
-                    change = asyncio.ensure_future(anext(changes))
-                closes = leaderboards.seconds_until_period_ends(tenant, period)
-                done, _ = await asyncio.wait({change}, timeout=closes and closes + ROLLOVER_SLACK)
-                woken = time.monotonic()
-                if change in done:
-                    try:
-                        change.result()
-                    except StopAsyncIteration:  # the hub closed the channel
-                        return
-                    change = None
-                    await asyncio.sleep(RECOMPUTE_EVERY)
-                yield woken
-        finally:
-            if change is not None:
-                change.cancel()
-
-
 # Live boards of one tenant, period and size wake together: one query serves them all.
 _LOOKS: dict[tuple[int, str, int], tuple[float, asyncio.Task[leaderboards.Board]]] = {}
 
@@ -143,7 +108,7 @@ class LeaderboardSubscription:
 
         async def changes() -> AsyncGenerator[leaderboards.Board, None]:
             last = None
-            async for not_before in _looks(rt.hub, tenant, period):
+            async for not_before in looks(rt.hub, tenant, period):
                 try:
                     board = await _shared_board(rt, tenant, period, size, not_before)
                 except DomainUserError as exc:
@@ -172,21 +137,16 @@ class LeaderboardSubscription:
         who = viewer(info)
         who.require_player(player_id)
         last: int | None = None
-        async for _ in _looks(info.context.rt.hub, who.tenant, period):
-            player = await player_service.get_player(who.tenant, player_id)
-            entry = (
-                await leaderboards.rank_of_player(
-                    who.tenant, player, period, cache=info.context.rt.boards
-                )
-                if player
-                else None
-            )
-            if entry is not None and entry.rank != last:
+        # Read with every other rankChanged of this board in the process (rank_watch).
+        rt = info.context.rt
+        async for place in rank_watch.follow(rt, who.tenant, period, str(player_id)):
+            if place is not None and place[0] != last:
+                rank, total = place
                 yield RankChanged(
                     player_id=player_id,
                     period=period,
-                    rank=entry.rank,
+                    rank=rank,
                     previous_rank=last,
-                    points=points(entry.points),
+                    points=points(total),
                 )
-                last = entry.rank
+                last = rank

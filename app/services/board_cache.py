@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import Tortoise
 
 from app.engine import periods
-from app.services.board_scripts import APPLY, READ
+from app.services.board_scripts import APPLY, RANKS, READ
 from app.services.common import zone
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ log = logging.getLogger("questline.boards")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CHUNK = 5_000
+RANKS_CHUNK = 1_000  # players per RANKS call
 # A rebuild refreshes its `building` lock this often; a crashed rebuilder's lock lapses.
 BUILD_LOCK_SECONDS = 120
 
@@ -118,6 +119,7 @@ class BoardCache:
     )
     _apply: Any = field(init=False)
     _read: Any = field(init=False)
+    _ranks: Any = field(init=False)
     _rebuilding: dict[tuple[int, str, str], asyncio.Task[int]] = field(default_factory=dict)
     # Boards whose writes Redis missed: their state is dropped once Redis answers again,
     # so they rebuild from the record instead of serving a stale copy.
@@ -126,6 +128,7 @@ class BoardCache:
     def __post_init__(self) -> None:
         self._apply = self.redis.register_script(APPLY)
         self._read = self.redis.register_script(READ)
+        self._ranks = self.redis.register_script(RANKS)
 
     def keys(self, tenant_id: int, period: str, key: str) -> list[str]:
         base = f"{self.prefix}:lb:t{tenant_id}:{period}:{key}"
@@ -272,6 +275,37 @@ class BoardCache:
             }
         self.stats["reads"] += 1
         return CachedPage(total, start, entries, me, previous)
+
+    async def places(
+        self, tenant_id: int, timezone: str, period: str, key: str, pks: Sequence[int]
+    ) -> dict[int, Ranked] | None:
+        """The 1-based ranks and points of these players on a public board, RANKS_CHUNK
+        players per script call (each call holds Redis for its players' lookups only).
+        Players not on the public board (hidden, or without a score) are left out. None
+        when SQL must answer (the board is not ready, or Redis failed)."""
+        keys = self.keys(tenant_id, period, key)
+        found: dict[int, Ranked] = {}
+        try:
+            await self._drop_stale()
+            for start in range(0, len(pks), RANKS_CHUNK):
+                chunk = pks[start : start + RANKS_CHUNK]
+                raw = await self._ranks(keys=keys, args=chunk)
+                if raw is None:  # missing or being built: SQL answers; one process rebuilds
+                    self.stats["fallbacks"] += 1
+                    self.ensure(tenant_id, timezone, period, key)
+                    return None
+                if int(raw[0]) == 0:  # an emptied set is found in the record (and rebuilt)
+                    self._check_empty(tenant_id, timezone, period, key)
+                for n, pk in enumerate(chunk):
+                    rank = int(raw[1 + 2 * n])
+                    if rank >= 0:
+                        found[pk] = Ranked(pk, rank + 1, points_of(raw[2 + 2 * n]))
+        except Exception as exc:
+            log.warning("leaderboard cache read failed (%s): served from SQL", exc)
+            self.stats["fallbacks"] += 1
+            return None
+        self.stats["reads"] += 1
+        return found
 
     # ------------------------------------------------------------------ rebuilds
 

@@ -107,3 +107,27 @@ if redis.call('GET', KEYS[6]) == 'ready' then
 end
 return {total, rank, offset, page, previous, mine_score}
 """
+
+# KEYS: zset, hash, state. ARGV: player pks. Returns false when the board is not ready;
+# else {total, then per pk its 0-based rank and score (-1 and '0' when the player is not
+# on the public board)}: many players' places in one call (rankChanged's shared looks).
+RANKS = """
+if redis.call('GET', KEYS[3]) ~= 'ready' then return false end
+local total = redis.call('ZCARD', KEYS[1])
+if total ~= redis.call('HLEN', KEYS[2]) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])  -- partly lost: rebuilt from the record
+  return false
+end
+local out = {total}
+for i = 1, #ARGV do
+  local member = redis.call('HGET', KEYS[2], ARGV[i])
+  if member then
+    out[#out + 1] = redis.call('ZRANK', KEYS[1], member)
+    out[#out + 1] = redis.call('ZSCORE', KEYS[1], member)
+  else
+    out[#out + 1] = -1
+    out[#out + 1] = '0'
+  end
+end
+return out
+"""

@@ -143,6 +143,16 @@ async def _previous(
         )
         rows = await conn.execute_query_dict(text, [tenant.id, period.value, key, *player_ids])
         return _places(rows)
+    return await _ranked_places(tenant, period, key, scope, player_ids)
+
+
+async def _ranked_places(
+    tenant: Tenant, period: Period, key: str, scope: Scope, player_ids: list[int]
+) -> dict[int, tuple[int, Decimal]]:
+    """Rank and points of these players on a board in one window-function query over
+    its rows; a hidden player (not among the ranked rows) gets the rank they see."""
+    if not player_ids:
+        return {}
     where = where_of(tenant, period, key, scope)
     wanted = ", ".join(where.mark(n) for n in range(len(player_ids)))
     conn, text = sql(
@@ -156,6 +166,45 @@ async def _previous(
     # ranked rows: the rank they saw, as their current rank and the final ranks give it.
     missing = [pk for pk in player_ids if pk not in found]
     return found | await own_places(tenant, period, key, scope, missing)
+
+
+# Up to this many players' places are read from their own rows (two index range counts
+# each); more, with one window-function query over the board's rows.
+FEW_PLACES = 8
+# Players per SQL statement of `places_of` (within SQLite's variable limit).
+PLACES_CHUNK = 500
+
+
+async def places_of(
+    tenant: Tenant,
+    period: Period,
+    player_ids: list[int],
+    *,
+    cache: BoardCache | None = None,
+    now: datetime | None = None,
+) -> dict[int, tuple[int, Decimal]]:
+    """Each player's rank and points on the tenant-wide board of the current `period`,
+    as `board(around=...)` gives them in `me` (a hidden player: the rank they see), read
+    for all of them at once: from Redis when the board is ready there (one script call
+    per 1,000 players), else from SQL. Players without a score in the period are left
+    out."""
+    key = current_key(tenant, period, now)
+    found: dict[int, tuple[int, Decimal]] = {}
+    todo = list(player_ids)
+    if cache is not None and todo:
+        cached = await cache.places(tenant.id, tenant.timezone, period.value, key, todo)
+        if cached is not None:
+            found = {pk: (r.rank, r.points) for pk, r in cached.items()}
+            # Not on the public board: hidden (their own rank), or no score.
+            todo = [pk for pk in todo if pk not in found]
+            return found | await own_places(tenant, period, key, Scope(), todo)
+    for start in range(0, len(todo), PLACES_CHUNK):
+        chunk = todo[start : start + PLACES_CHUNK]
+        if len(chunk) <= FEW_PLACES:
+            found |= await own_places(tenant, period, key, Scope(), chunk)
+        else:
+            found |= await _ranked_places(tenant, period, key, Scope(), chunk)
+    return found
 
 
 def _places(rows: list[dict[str, Any]]) -> dict[int, tuple[int, Decimal]]:
@@ -317,17 +366,32 @@ _player_pks: dict[tuple[int, str], int] = {}
 
 
 async def _player_pk(tenant: Tenant, external_id: str) -> int | None:
-    known = _player_pks.get((tenant.id, external_id))
-    if known is not None:
-        return known
-    conn, text = sql("SELECT id FROM player WHERE tenant_id = $1 AND external_id = $2")
-    rows = await conn.execute_query_dict(text, [tenant.id, external_id])
-    if not rows:
-        return None
-    if len(_player_pks) > 100_000:
-        _player_pks.clear()
-    pk = _player_pks[(tenant.id, external_id)] = rows[0]["id"]
-    return pk
+    return (await player_pks(tenant, [external_id])).get(external_id)
+
+
+async def player_pks(tenant: Tenant, external_ids: list[str]) -> dict[str, int]:
+    """The primary keys of the players that exist among `external_ids`, in one query
+    for those not known yet (PLACES_CHUNK per statement)."""
+    out: dict[str, int] = {}
+    unknown: list[str] = []
+    for external_id in external_ids:
+        known = _player_pks.get((tenant.id, external_id))
+        if known is None:
+            unknown.append(external_id)
+        else:
+            out[external_id] = known
+    for start in range(0, len(unknown), PLACES_CHUNK):
+        chunk = unknown[start : start + PLACES_CHUNK]
+        marks = ", ".join(f"${n}" for n in range(2, len(chunk) + 2))
+        conn, text = sql(
+            f"SELECT id, external_id FROM player WHERE tenant_id = $1 AND external_id IN ({marks})"
+        )
+        rows = await conn.execute_query_dict(text, [tenant.id, *chunk])
+        if len(_player_pks) + len(rows) > 100_000:
+            _player_pks.clear()
+        for row in rows:
+            out[row["external_id"]] = _player_pks[(tenant.id, row["external_id"])] = row["id"]
+    return out
 
 
 async def _players_with_streaks(

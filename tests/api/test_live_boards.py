@@ -184,8 +184,8 @@ async def test_live_boards_look_again_when_their_period_closes(rt, make_tenant, 
     from datetime import UTC, datetime
 
     from app.services import leaderboards
+    from app.services.board_looks import ROLLOVER_SLACK, looks
     from models import Period, Tenant
-    from resolvers.leaderboards import ROLLOVER_SLACK, _looks
 
     await make_tenant("habits", slug="midnight", timezone="Europe/Helsinki")
     tenant = await Tenant.get(slug="midnight")
@@ -196,9 +196,51 @@ async def test_live_boards_look_again_when_their_period_closes(rt, make_tenant, 
     assert leaderboards.seconds_until_period_ends(tenant, Period.ALL_TIME, now) is None
 
     monkeypatch.setattr(leaderboards, "seconds_until_period_ends", lambda *_: 0.1)
-    looks = _looks(rt.hub, tenant, Period.DAILY)
-    await anext(looks)  # at once
+    board_looks = looks(rt.hub, tenant, Period.DAILY)
+    await anext(board_looks)  # at once
     started = asyncio.get_running_loop().time()
-    await asyncio.wait_for(anext(looks), 5)  # no score changed: the period closed
+    await asyncio.wait_for(anext(board_looks), 5)  # no score changed: the period closed
     assert asyncio.get_running_loop().time() - started >= 0.1 + ROLLOVER_SLACK - 0.05
-    await looks.aclose()
+    await board_looks.aclose()
+
+
+async def test_rank_followers_of_one_board_share_each_look(live_server_factory, key):
+    """Every rankChanged of a board in the process is read in one look: one batched
+    read per change of the board, whatever the number of followers, and each follower
+    still gets its own rank (a player without a score yet: once it has one)."""
+    server = live_server_factory()
+    values = (60, 50, 40, 30, 20, 10)
+    for n, value in enumerate(values):
+        await post(
+            server, key, RECORD, {"input": {"playerId": f"r{n}", "eventType": "x", "value": value}}
+        )
+    auth = {"Authorization": f"Bearer {key}"}
+    followers = [await GraphQLWebSocket.connect(server.ws_url, auth) for _ in range(7)]
+    names = [f"r{n}" for n in range(6)] + ["ghost"]
+    for ws, name in zip(followers, names, strict=True):
+        await ws.subscribe(RANK, {"id": name})
+    for n, ws in enumerate(followers[:6]):  # each its own rank now
+        first = (await ws.receive())["payload"]["data"]["rankChanged"]
+        assert (first["playerId"], first["rank"], first["previousRank"]) == (f"r{n}", n + 1, None)
+        assert first["points"] == values[n]
+    stats = await _realtime(server)
+    assert (stats["rank_watches"], stats["rank_followers"]) == (1, 7)
+
+    await post(server, key, RECORD, {"input": {"playerId": "r5", "eventType": "x", "value": 100}})
+    for n, ws in enumerate(followers[:6]):
+        change = (await ws.receive())["payload"]["data"]["rankChanged"]
+        expected = (1, 6) if n == 5 else (n + 2, n + 1)  # r5 passes everyone
+        assert (change["rank"], change["previousRank"]) == expected
+    after = await _realtime(server)
+    assert after["rank_reads"] - stats["rank_reads"] == 1  # one read for all seven
+
+    await post(server, key, RECORD, {"input": {"playerId": "ghost", "eventType": "x", "value": 5}})
+    ghost = (await followers[6].receive())["payload"]["data"]["rankChanged"]
+    assert (ghost["playerId"], ghost["rank"], ghost["previousRank"]) == ("ghost", 7, None)
+    for ws in followers:
+        await ws.close()
+    for _ in range(50):  # the last one leaving stops the watch
+        if (await _realtime(server))["rank_watches"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (await _realtime(server))["rank_watches"] == 0

@@ -319,3 +319,25 @@ async def test_a_board_that_lost_one_of_its_keys_is_rebuilt_not_served(rt, lost)
     for kwargs in ({"first": 50}, {"first": 3, "around": ids[5]}):
         redis_page, sql_page = await both(tenant, cache, Period.ALL_TIME, **kwargs)
         assert redis_page == sql_page
+
+
+async def test_many_players_places_from_redis_equal_sql(rt):
+    """rankChanged's shared reads: one script call gives every player's place as SQL
+    does; a hidden player gets the rank they see (from SQL), one without a score none."""
+    tenant = await create_tenant("zplaces", preset="habits")
+    cache = rt.boards
+    ids = await seed_ties(rt, tenant)
+    await players.upsert_player(rt, tenant, "p003", {"hidden_from_boards": True})
+    await players.upsert_player(rt, tenant, "nobody", {})
+    pks = await leaderboards.player_pks(tenant, [*ids, "nobody"])
+    assert len(pks) == len(ids) + 1
+    for period in PERIODS:
+        await ready(cache, tenant, period)
+        reads = cache.stats["reads"]
+        cached = await leaderboards.places_of(tenant, period, list(pks.values()), cache=cache)
+        assert cache.stats["reads"] == reads + 1, "served from SQL, not Redis"
+        assert cached == await leaderboards.places_of(tenant, period, list(pks.values()))
+        assert pks["nobody"] not in cached and pks["p003"] in cached
+        for pid in ("p000", "p003", "p017"):
+            me = (await leaderboards.board(tenant, period, first=1, around=pid)).me
+            assert me is not None and cached[pks[pid]] == (me.rank, me.points)

@@ -84,3 +84,42 @@ async def test_sql_pages_around_a_player_equal_a_plain_sort(rt, rows, first, who
     assert [(e.rank, e.player.id, e.points) for e in board.entries] == [
         (expected_start + i + 1, s[0].id, s[1]) for i, s in enumerate(page)
     ]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=players, extra=st.integers(min_value=0, max_value=12))
+async def test_many_players_places_equal_their_around_pages(rt, rows, extra):
+    """`places_of` (rankChanged's shared reads) gives each player the rank and points of
+    their own `around` page's `me`, hidden players included, in one read for all of
+    them: the few from their own rows, the many from one window query."""
+    tenant = await create_tenant(f"place-{uuid.uuid4().hex[:8]}", preset="habits")
+    pks = []
+    # `extra` players more, with points tied to the listed ones': past FEW_PLACES.
+    for n, (points, minutes, hidden, _) in enumerate(rows + rows[:extra]):
+        player = await Player.create(
+            tenant=tenant, external_id=f"p{n}", hidden_from_boards=hidden and n < len(rows)
+        )
+        await PeriodScore.create(
+            tenant=tenant,
+            player=player,
+            period=Period.ALL_TIME,
+            period_key="all",
+            points=points,
+            reached_at=EPOCH + timedelta(minutes=minutes),
+        )
+        pks.append(player.id)
+    scoreless = await Player.create(tenant=tenant, external_id="none")
+    expected = {}
+    for n, pk in enumerate(pks):
+        me = (await leaderboards.board(tenant, Period.ALL_TIME, first=1, around=f"p{n}")).me
+        assert me is not None
+        expected[pk] = (me.rank, me.points)
+    places = await leaderboards.places_of(tenant, Period.ALL_TIME, [*pks, scoreless.id])
+    assert places == expected  # the player without a score is left out
+    assert await leaderboards.places_of(tenant, Period.ALL_TIME, pks[:3]) == {
+        pk: expected[pk] for pk in pks[:3]
+    }
+    found = await leaderboards.player_pks(tenant, [f"p{n}" for n in range(len(pks))] + ["nobody"])
+    assert found == {f"p{n}": pk for n, pk in enumerate(pks)}
