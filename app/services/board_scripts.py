@@ -61,20 +61,38 @@ end
 return changed
 """
 
-# KEYS: zset, hash, state, previous zset, previous hash, previous state.
-# ARGV: offset, count, around pk ('' for none).
-# Returns false when the board is not ready; else {total, around rank (-1: none asked,
-# -2: not on this board), offset, page (member, score, …), previous ('' when the
-# previous board is not ready, else rank/score pairs for the page then the around player,
-# -1 where absent), the around player's score}.
-READ = """
+# A read script's first lines (KEYS: zset, hash, state first): false when the board is
+# not ready; a board whose set and hash disagree (one evicted, deleted) is dropped whole,
+# to be rebuilt from the record; else `total`, its size. `place` appends a player's
+# 0-based rank and score on a board to `out`, or -1 and '0' when not on it.
+_READY = """
+local function place(out, zset, hash, pk)
+  local member = redis.call('HGET', hash, pk)
+  if member then
+    out[#out + 1] = redis.call('ZRANK', zset, member)
+    out[#out + 1] = redis.call('ZSCORE', zset, member)
+  else
+    out[#out + 1] = -1
+    out[#out + 1] = '0'
+  end
+end
 if redis.call('GET', KEYS[3]) ~= 'ready' then return false end
 local total = redis.call('ZCARD', KEYS[1])
 if total ~= redis.call('HLEN', KEYS[2]) then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])  -- partly lost: rebuilt from the record
   return false
 end
-local offset, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+"""
+
+# KEYS: zset, hash, state, previous zset, previous hash, previous state.
+# ARGV: offset, count, around pk ('' for none).
+# Returns false when the board is not ready; else {total, around rank (-1: none asked,
+# -2: not on this board), offset, page (member, score, …), previous ('' when the
+# previous board is not ready, else rank/score pairs for the page then the around player,
+# -1 where absent), the around player's score}.
+READ = (
+    _READY
+    + """local offset, count = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rank, mine, mine_score = -1, nil, '0'
 if ARGV[3] ~= '' then
   mine = redis.call('HGET', KEYS[2], ARGV[3])
@@ -95,39 +113,20 @@ if redis.call('GET', KEYS[6]) == 'ready' then
   if mine then members[#members + 1] = mine end
   for _, member in ipairs(members) do
     local pk = tostring(tonumber(string.sub(member, -12)))
-    local before = redis.call('HGET', KEYS[5], pk)
-    if before then
-      previous[#previous + 1] = redis.call('ZRANK', KEYS[4], before)
-      previous[#previous + 1] = redis.call('ZSCORE', KEYS[4], before)
-    else
-      previous[#previous + 1] = -1
-      previous[#previous + 1] = '0'
-    end
+    place(previous, KEYS[4], KEYS[5], pk)
   end
 end
 return {total, rank, offset, page, previous, mine_score}
 """
+)
 
 # KEYS: zset, hash, state. ARGV: player pks. Returns false when the board is not ready;
 # else {total, then per pk its 0-based rank and score (-1 and '0' when the player is not
 # on the public board)}: many players' places in one call (rankChanged's shared looks).
-RANKS = """
-if redis.call('GET', KEYS[3]) ~= 'ready' then return false end
-local total = redis.call('ZCARD', KEYS[1])
-if total ~= redis.call('HLEN', KEYS[2]) then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])  -- partly lost: rebuilt from the record
-  return false
-end
-local out = {total}
-for i = 1, #ARGV do
-  local member = redis.call('HGET', KEYS[2], ARGV[i])
-  if member then
-    out[#out + 1] = redis.call('ZRANK', KEYS[1], member)
-    out[#out + 1] = redis.call('ZSCORE', KEYS[1], member)
-  else
-    out[#out + 1] = -1
-    out[#out + 1] = '0'
-  end
-end
+RANKS = (
+    _READY
+    + """local out = {total}
+for i = 1, #ARGV do place(out, KEYS[1], KEYS[2], ARGV[i]) end
 return out
 """
+)

@@ -132,6 +132,14 @@ async def _realtime(server) -> dict:
         return (await client.get(f"{server.url}/readyz")).json()["realtime"]
 
 
+async def _until_zero(server, stat: str) -> None:
+    for _ in range(50):
+        if (await _realtime(server))[stat] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (await _realtime(server))[stat] == 0
+
+
 async def test_viewers_of_one_board_share_one_feed_and_one_rendering(live_server_factory, key):
     server = live_server_factory()
     await post(server, key, RECORD, {"input": {"playerId": "a", "eventType": "x", "value": 5}})
@@ -160,11 +168,7 @@ async def test_viewers_of_one_board_share_one_feed_and_one_rendering(live_server
         assert entries(await ws.receive()) == [("b", 9.0), ("c", 7.0), ("a", 5.0)]
     for ws in [*viewers[1:], top5]:
         await ws.close()
-    for _ in range(50):  # the last one leaving stops the feeds
-        if (await _realtime(server))["feeds"] == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert (await _realtime(server))["feeds"] == 0
+    await _until_zero(server, "feeds")  # the last one leaving stops the feeds
 
 
 async def test_a_bad_board_subscription_gets_an_error(live_server_factory, key):
@@ -239,8 +243,4 @@ async def test_rank_followers_of_one_board_share_each_look(live_server_factory, 
     assert (ghost["playerId"], ghost["rank"], ghost["previousRank"]) == ("ghost", 7, None)
     for ws in followers:
         await ws.close()
-    for _ in range(50):  # the last one leaving stops the watch
-        if (await _realtime(server))["rank_watches"] == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert (await _realtime(server))["rank_watches"] == 0
+    await _until_zero(server, "rank_watches")  # the last one leaving stops the watch

@@ -31,6 +31,20 @@ players = st.lists(
 )
 
 
+async def _all_time_score(player: Player, points: Decimal, minutes: int) -> datetime:
+    """The player's ALL_TIME score row, reached `minutes` after EPOCH; returns when."""
+    reached = EPOCH + timedelta(minutes=minutes)
+    await PeriodScore.create(
+        tenant_id=player.tenant_id,  # type: ignore[attr-defined]
+        player=player,
+        period=Period.ALL_TIME,
+        period_key="all",
+        points=points,
+        reached_at=reached,
+    )
+    return reached
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -47,16 +61,7 @@ async def test_sql_pages_around_a_player_equal_a_plain_sort(rt, rows, first, who
         player = await Player.create(
             tenant=tenant, external_id=f"p{n}", hidden_from_boards=hidden, segment=segment
         )
-        reached = EPOCH + timedelta(minutes=minutes)
-        await PeriodScore.create(
-            tenant=tenant,
-            player=player,
-            period=Period.ALL_TIME,
-            period_key="all",
-            points=points,
-            reached_at=reached,
-        )
-        stored.append((player, points, reached))
+        stored.append((player, points, await _all_time_score(player, points, minutes)))
     scope = Scope(segment="gold") if scoped else Scope()
     on_board = [s for s in stored if not scoped or s[0].segment == "gold"]
     order = sorted(on_board, key=lambda s: (-s[1], s[2], s[0].id))
@@ -101,14 +106,7 @@ async def test_many_players_places_equal_their_around_pages(rt, rows, extra):
         player = await Player.create(
             tenant=tenant, external_id=f"p{n}", hidden_from_boards=hidden and n < len(rows)
         )
-        await PeriodScore.create(
-            tenant=tenant,
-            player=player,
-            period=Period.ALL_TIME,
-            period_key="all",
-            points=points,
-            reached_at=EPOCH + timedelta(minutes=minutes),
-        )
+        await _all_time_score(player, points, minutes)
         pks.append(player.id)
     scoreless = await Player.create(tenant=tenant, external_id="none")
     expected = {}
