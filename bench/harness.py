@@ -278,8 +278,15 @@ def busy_share(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, i
 class Server:
     """One uvicorn worker pinned to the server core."""
 
-    def __init__(self, procs: Processes, name: str, app: list[str], env: dict[str, str]) -> None:
-        self.procs, self.name, self.env = procs, name, env
+    def __init__(
+        self,
+        procs: Processes,
+        name: str,
+        app: list[str],
+        env: dict[str, str],
+        cwd: Path = ROOT,  # another checkout's code (an A/B), with this interpreter
+    ) -> None:
+        self.procs, self.name, self.env, self.cwd = procs, name, env, cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/graphql"
         self.log_path = OUT / "ingest-logs" / f"{name}.log"
@@ -308,7 +315,7 @@ class Server:
             self.proc = self.procs.popen(
                 self.cmd,
                 core=SERVER_CORE,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
