@@ -85,9 +85,12 @@ async def test_concurrent_batches_settle_every_point_once(rt):
             ]
 
 
-async def park(tenant, player: Player, points: str, when: datetime) -> None:
-    """A pending row as a batch that crashed after its commit leaves it."""
-    day = periods.local_day(when, UTC)
+async def park(
+    tenant, player: Player, points: str, when: datetime, earned: datetime | None = None
+) -> None:
+    """A pending row as a batch that crashed after its commit leaves it: parked `when`,
+    its points earned in the periods of `earned` (default: `when`)."""
+    day = periods.local_day(earned or when, UTC)
     keys = periods.period_keys(day)
     conn = Tortoise.get_connection("default")
     await conn.execute_query(
@@ -142,7 +145,8 @@ async def test_points_a_crashed_batch_left_are_settled_once(rt):
     assert isinstance(outcome, ingest.Outcome) and outcome.points > 0
     ann = await Player.get(tenant=tenant, external_id="ann")
     now = datetime.now(UTC)
-    await park(tenant, ann, "7.50", now - timedelta(minutes=5))
+    # Parked five minutes ago, for today's periods (the day may have begun since).
+    await park(tenant, ann, "7.50", now - timedelta(minutes=5), earned=now)
     await park(tenant, ann, "1.25", now)  # its batch may still be settling it
 
     # The sweep leaves recent rows to their batch.
