@@ -126,7 +126,14 @@ def _metadata(raw: Any) -> tuple[dict[str, Any], str]:
     metadata = {} if raw is None else raw
     if not isinstance(metadata, dict):
         raise UserError(ErrorCode.INVALID, "metadata must be a JSON object", "metadata")
-    encoded = json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        encoded = json.dumps(
+            metadata, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False
+        )
+    except ValueError:  # JSON has no NaN or Infinity (SQLite stored them; PostgreSQL refused)
+        raise UserError(
+            ErrorCode.INVALID, "metadata numbers must be finite (no NaN or Infinity)", "metadata"
+        ) from None
     # `encoded` escapes non-ASCII text (é is 6 characters, an emoji 12), so it is never
     # shorter than the UTF-8 JSON the limit is about: measure that only when it matters.
     if len(encoded) > MAX_METADATA_BYTES and _utf8_size(metadata) > MAX_METADATA_BYTES:

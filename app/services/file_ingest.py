@@ -363,7 +363,8 @@ class _Rejects:
             return
         if self.fh is None:
             self.fh = self.path.open("ab")
-        self.fh.write("".join(lines).encode())
+        # A lone surrogate (a JSON "\udc80") is written escaped: it has no UTF-8.
+        self.fh.write("".join(lines).encode("utf-8", "backslashreplace"))
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.state.rejects_bytes = self.fh.tell()

@@ -460,3 +460,31 @@ async def test_events_the_cli_records_reach_a_running_servers_subscribers(
         message = await asyncio.wait_for(anext(aiter(messages)), 10)
     assert message["playerId"] == "sub-1"
     assert Decimal(message["amount"]) == preset_points("outgoing", "240")
+
+
+async def test_nan_metadata_and_lone_surrogates_are_rejects_not_crashes(
+    rt, default_tenant, tmp_path
+):
+    """A NaN in a mapped metadata field is INVALID on both backends (SQLite stored it,
+    and the event's metadata could no longer be read); a rejected record holding a lone
+    surrogate is written to the rejects file escaped (the run crashed, on every re-run)."""
+    path = write(
+        tmp_path,
+        "odd.jsonl",
+        [
+            '{"subscriber_id":"n-1","bytes":1048576,"session_end":"2026-01-22T10:00:00Z",'
+            '"qoe_score":NaN,"cell_id":"C1"}',
+            '{"bytes":1048576,"session_end":"2026-01-22T10:00:00Z","cell_id":"\\udc80"}',
+            '{"subscriber_id":"n-3","bytes":1048576,"session_end":"2026-01-22T10:00:00Z"}',
+        ],
+    )
+    result = await ingest(rt, path, source="network")
+    assert (result.total.read, result.total.applied, result.total.rejected) == (3, 1, 2)
+    rejects = rejects_of(path)
+    assert [r["line"] for r in rejects] == [1, 2]
+    assert rejects[0]["code"] == "INVALID" and "finite" in rejects[0]["message"]
+    # Written as the JSON escape the input had (rejects_of reads the file as strict
+    # UTF-8), read back to the same value.
+    assert rejects[1]["record"]["cell_id"] == "\udc80"
+    assert await Event.filter(tenant_id=default_tenant.id).count() == 1
+    await assert_ledger_matches_wallets(default_tenant)
