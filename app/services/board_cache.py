@@ -231,20 +231,11 @@ class BoardCache:
     ) -> CachedPage | None:
         """The page from Redis, or None when SQL must answer (the board is not ready,
         Redis is down, or the around player is not on the public board)."""
-        try:
-            await self._drop_stale()
-            keys = self.keys(tenant_id, period, key)
-            keys += self.keys(tenant_id, period, previous_key or "-")
-            raw = await self._read(
-                keys=keys, args=[offset, count, "" if around is None else around]
-            )
-        except Exception as exc:
-            log.warning("leaderboard cache read failed (%s): served from SQL", exc)
-            self.stats["fallbacks"] += 1
-            return None
-        if raw is None:  # missing or being built: SQL answers; one process rebuilds
-            self.stats["fallbacks"] += 1
-            self.ensure(tenant_id, timezone, period, key)
+        keys = self.keys(tenant_id, period, key)
+        keys += self.keys(tenant_id, period, previous_key or "-")
+        args = [offset, count, "" if around is None else around]
+        raw = await self._run_read(self._read, keys, args, (tenant_id, timezone, period, key))
+        if raw is None:
             return None
         total, rank, start, flat, before, my_score = raw
         if rank == -2 or (total == 0 and around is None):
@@ -285,27 +276,37 @@ class BoardCache:
         when SQL must answer (the board is not ready, or Redis failed)."""
         keys = self.keys(tenant_id, period, key)
         found: dict[int, Ranked] = {}
+        for start in range(0, len(pks), RANKS_CHUNK):
+            chunk = pks[start : start + RANKS_CHUNK]
+            raw = await self._run_read(self._ranks, keys, chunk, (tenant_id, timezone, period, key))
+            if raw is None:
+                return None
+            if int(raw[0]) == 0:  # an emptied set is found in the record (and rebuilt)
+                self._check_empty(tenant_id, timezone, period, key)
+            for n, pk in enumerate(chunk):
+                rank = int(raw[1 + 2 * n])
+                if rank >= 0:
+                    found[pk] = Ranked(pk, rank + 1, points_of(raw[2 + 2 * n]))
+        self.stats["reads"] += 1
+        return found
+
+    async def _run_read(
+        self, script: Any, keys: list[str], args: Sequence[Any], board: tuple[int, str, str, str]
+    ) -> Any:
+        """A read script's answer, or None when SQL must answer: Redis failed, or the
+        board (tenant id, timezone, period, key) is missing or being built (one process
+        then rebuilds it)."""
         try:
             await self._drop_stale()
-            for start in range(0, len(pks), RANKS_CHUNK):
-                chunk = pks[start : start + RANKS_CHUNK]
-                raw = await self._ranks(keys=keys, args=chunk)
-                if raw is None:  # missing or being built: SQL answers; one process rebuilds
-                    self.stats["fallbacks"] += 1
-                    self.ensure(tenant_id, timezone, period, key)
-                    return None
-                if int(raw[0]) == 0:  # an emptied set is found in the record (and rebuilt)
-                    self._check_empty(tenant_id, timezone, period, key)
-                for n, pk in enumerate(chunk):
-                    rank = int(raw[1 + 2 * n])
-                    if rank >= 0:
-                        found[pk] = Ranked(pk, rank + 1, points_of(raw[2 + 2 * n]))
+            raw = await script(keys=keys, args=args)
         except Exception as exc:
             log.warning("leaderboard cache read failed (%s): served from SQL", exc)
             self.stats["fallbacks"] += 1
             return None
-        self.stats["reads"] += 1
-        return found
+        if raw is None:
+            self.stats["fallbacks"] += 1
+            self.ensure(*board)
+        return raw
 
     # ------------------------------------------------------------------ rebuilds
 
