@@ -167,16 +167,12 @@ def measure(
     env = backend_env("postgres")
     server = Server(procs, f"rk-{code}-{n}", ["app.asgi:create_app"], env, cwd=app_dir)
     server.start()
-    try:
-        asyncio.run(load_players(server.url, key, n))
-        pg_settle()
-    except BaseException:
-        server.stop()
-        raise
     ws_url = server.url.replace("http://", "ws://")
     outs = [BENCH / "out" / f"ranksubs-{i}.json" for i in range(2)]
     subs = []
     try:
+        asyncio.run(load_players(server.url, key, n))
+        pg_settle()
         for i, out in enumerate(outs):
             out.unlink(missing_ok=True)
             half = n // 2
