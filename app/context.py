@@ -36,11 +36,11 @@ class Context:
     def authenticated(self, viewer: Viewer) -> None:
         self._viewer = viewer
         self._auth_error = None
-        self.loaders = Loaders(viewer.tenant)
+        self.loaders = Loaders(viewer.tenant, self.rt.boards)
 
     def refresh_loaders(self) -> None:
         """Subscriptions reuse one context per connection: no stale cached rows."""
-        self.loaders = Loaders(self._viewer.tenant if self._viewer else None)
+        self.loaders = Loaders(self._viewer.tenant if self._viewer else None, self.rt.boards)
 
 
 Info = StrawberryInfo[Context, None]

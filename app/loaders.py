@@ -8,17 +8,19 @@ from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
-from app.services import ledger, reward_items
+from app.services import leaderboards, ledger, reward_items
 from app.services import players as player_service
 from app.services import rewards as reward_service
-from models import Player, Redemption, RewardItem, Team, Tenant, Wallet
+from app.services.board_cache import BoardCache
+from models import Period, Player, Redemption, RewardItem, Team, Tenant, Wallet
 
 
 class Loaders:
     """Each loader is made on first use: most requests need none of them."""
 
-    def __init__(self, tenant: Tenant | None) -> None:
+    def __init__(self, tenant: Tenant | None, boards: BoardCache | None = None) -> None:
         self.tenant = tenant
+        self.boards = boards
 
     @cached_property
     def team(self) -> DataLoader[int, Team | None]:
@@ -43,6 +45,11 @@ class Loaders:
     @cached_property
     def stats(self) -> DataLoader[int, ledger.Stats]:
         return DataLoader(self._stats)
+
+    @cached_property
+    def rank(self) -> DataLoader[tuple[Period, int], leaderboards.Entry | None]:
+        """(period, player pk) -> the player's entry on the tenant-wide board."""
+        return DataLoader(self._ranks)
 
     @cached_property
     def reward(self) -> DataLoader[int, RewardItem | None]:
@@ -87,6 +94,15 @@ class Loaders:
             ledger.wallet_view(self.tenant, wallet, earned.get(key, ledger.ZERO))
             for key, wallet in zip(keys, wallets, strict=True)
         ]
+
+    async def _ranks(self, keys: Sequence[tuple[Period, int]]) -> list[leaderboards.Entry | None]:
+        assert self.tenant is not None
+        found: dict[tuple[Period, int], leaderboards.Entry] = {}
+        for period in dict.fromkeys(p for p, _ in keys):
+            pks = [pk for p, pk in keys if p == period]
+            entries = await leaderboards.entries_of(self.tenant, period, pks, cache=self.boards)
+            found |= {(period, pk): e for pk, e in entries.items()}
+        return [found.get(key) for key in keys]
 
     async def _stats(self, ids: Sequence[int]) -> list[ledger.Stats]:
         found = await ledger.stats_for(ids)

@@ -11,7 +11,6 @@ from strawberry.scalars import JSON
 
 from app.context import Info
 from app.engine import levels
-from app.services import leaderboards
 from app.services import ledger as ledger_service
 from app.services.rules import rules_for
 from models import Period
@@ -144,12 +143,7 @@ class Player:
     async def rank(
         self, info: Info, period: LeaderboardPeriod = Period.ALL_TIME
     ) -> LeaderboardEntry | None:
-        entry = await leaderboards.rank_of_player(
-            info.context.viewer.tenant,
-            self._model,
-            Period(period),
-            cache=info.context.rt.boards,
-        )
+        entry = await info.context.loaders.rank.load((Period(period), self._model.id))
         return LeaderboardEntry.from_entry(entry) if entry else None
 
     @strawberry.field

@@ -496,17 +496,7 @@ async def board(
         previous = await _previous(tenant, period, day, scope, ids)
 
     def entry(rank: int, pk: int, points: Decimal) -> Entry:
-        streak = streaks.get(pk) or StreakState()
-        before = previous.get(pk)
-        return Entry(
-            rank=rank,
-            player=players[pk],
-            points=points,
-            previous_rank=before[0] if before else None,
-            points_change=points - (before[1] if before else ZERO),
-            # Streaks live in the player's own day.
-            streak_days=streak.as_of(_player_today(tenant, players[pk], now)),
-        )
+        return _entry(tenant, players[pk], rank, points, streaks, previous, now)
 
     entries = [entry(rank, pk, points) for rank, pk, points, _ in ranking.rows if pk in players]
     me = None
@@ -516,12 +506,49 @@ async def board(
     return Board(period, key, ranking.total, entries, me, snapshot.taken_at if snapshot else None)
 
 
-async def rank_of_player(
+def _entry(
     tenant: Tenant,
     player: Player,
+    rank: int,
+    points: Decimal,
+    streaks: dict[int, StreakState],
+    previous: dict[int, tuple[int, Decimal]],
+    now: datetime | None,
+) -> Entry:
+    streak = streaks.get(player.id) or StreakState()
+    before = previous.get(player.id)
+    return Entry(
+        rank=rank,
+        player=player,
+        points=points,
+        previous_rank=before[0] if before else None,
+        points_change=points - (before[1] if before else ZERO),
+        # Streaks live in the player's own day.
+        streak_days=streak.as_of(_player_today(tenant, player, now)),
+    )
+
+
+async def entries_of(
+    tenant: Tenant,
     period: Period,
+    player_ids: list[int],
+    *,
     now: datetime | None = None,
     cache: BoardCache | None = None,
-) -> Entry | None:
-    result = await board(tenant, period, first=1, around=player.external_id, now=now, cache=cache)
-    return result.me
+) -> dict[int, Entry]:
+    """Each player's entry on the tenant-wide board of the current `period`, as
+    `board(around=...)` gives it in `me`, for many players in a constant number of reads
+    (their places, their players and streaks, their previous ranks): `Player.rank` in a
+    list. Players without a score in the period are left out."""
+    now = now or datetime.now(UTC)
+    places = await places_of(tenant, period, player_ids, cache=cache, now=now)
+    if not places:
+        return {}
+    ids = list(places)
+    players, streaks = await _players_with_streaks(ids)
+    previous = await _previous(tenant, period, _today(tenant, now), Scope(), ids)
+    return {
+        pk: _entry(tenant, players[pk], rank, points, streaks, previous, now)
+        for pk, (rank, points) in places.items()
+        if pk in players
+    }

@@ -372,3 +372,45 @@ async def test_a_player_token_reads_boards_with_other_players_public_fields(
         expect_errors=True,
     )
     assert [e["extensions"]["code"] for e in wallets.errors] == ["FORBIDDEN"]  # top's only
+
+
+RANK_FIELDS = "rank points previousRank pointsChange streakDays player { id }"
+PLAYER_RANKS = f"""{{ players(first: 100) {{ id
+  daily: rank(period: DAILY) {{ {RANK_FIELDS} }} allTime: rank {{ {RANK_FIELDS} }} }} }}"""
+
+
+async def test_player_rank_in_a_list_is_each_players_own_entry_in_constant_queries(
+    client, make_tenant
+):
+    """`Player.rank` across a list is read for all the players at once (their places,
+    players and previous ranks), and equals each one's `me` on an `around` read: ties,
+    a hidden player (their own rank), a player without a score today (none)."""
+    key = await make_tenant("habits")
+    for n in range(12):  # past the few players read row by row
+        await record(
+            client, key, playerId=f"r{n}", eventType="x", value=10 + n % 4, occurredAt=days_ago(1)
+        )
+        if n != 5:  # r5: no score today
+            await record(client, key, playerId=f"r{n}", eventType="x", value=20 + n % 3)
+    hide = 'mutation { upsertPlayer(input: {id: "r7", hideFromLeaderboards: true}) { errors { code } } }'
+    await gql(client, hide, token=key)
+
+    listed = (await gql(client, PLAYER_RANKS, token=key)).data["players"]
+    with logged_queries() as log:  # once warm (the key's last use, the snapshot flags)
+        assert (await gql(client, PLAYER_RANKS, token=key)).data["players"] == listed
+    queries = log.count
+    me = f"""query($period: LeaderboardPeriod!, $around: ID) {{
+      leaderboard(period: $period, first: 1, around: $around) {{ me {{ {RANK_FIELDS} }} }} }}"""
+    for player in listed:
+        for field, period in (("daily", "DAILY"), ("allTime", "ALL_TIME")):
+            one = await gql(client, me, {"period": period, "around": player["id"]}, token=key)
+            assert player[field] == one.data["leaderboard"]["me"], (player["id"], period)
+    by_id = {p["id"]: p for p in listed}
+    assert by_id["r5"]["daily"] is None and by_id["r5"]["allTime"] is not None
+    assert by_id["r7"]["daily"]["rank"] >= 1 and by_id["r0"]["daily"]["previousRank"] >= 1
+
+    for n in range(12, 30):
+        await record(client, key, playerId=f"r{n}", eventType="x", value=n)
+    with logged_queries() as log:
+        assert len((await gql(client, PLAYER_RANKS, token=key)).data["players"]) == 30
+    assert log.count == queries, (queries, log.count)
