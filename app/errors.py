@@ -38,6 +38,13 @@ class UserError(Exception):
             field = [field]
         self.field = list(field) if field is not None else None
 
+    @property
+    def extensions(self) -> dict[str, object]:
+        """What a top-level GraphQL error made from it carries (graphql-core copies an
+        original error's `extensions`): a query's bad argument, e.g. `first` above the
+        page size, answers with its code and field as a mutation's payload would."""
+        return {"code": self.code.value, "field": self.field}
+
     def at(self, *prefix: str) -> UserError:
         """The same error with its field path prefixed (e.g. a batch index)."""
         return UserError(self.code, self.message, [*prefix, *(self.field or [])])
@@ -61,7 +68,10 @@ class SubscriberTooSlow(Exception):
 
 def shown_to_clients(error: GraphQLError) -> bool:
     """An error whose message the client gets as it is: GraphQL's own (no original),
-    auth, input (ValueError) and a subscription dropped for falling behind. Anything
-    else is unexpected: masked, its internals kept out of the answer."""
+    auth, a domain error (UserError: a query's bad argument), input (ValueError) and a
+    subscription dropped for falling behind. Anything else is unexpected: masked, its
+    internals kept out of the answer."""
     original = error.original_error
-    return original is None or isinstance(original, (AuthError, ValueError, SubscriberTooSlow))
+    return original is None or isinstance(
+        original, (AuthError, UserError, ValueError, SubscriberTooSlow)
+    )

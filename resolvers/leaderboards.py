@@ -10,7 +10,6 @@ from typing import Any
 import strawberry
 
 from app.context import Info
-from app.errors import UserError as DomainUserError
 from app.live import live_feed
 from app.runtime import Runtime
 from app.services import leaderboards, rank_watch
@@ -46,20 +45,17 @@ class LeaderboardQuery:
         who = viewer(info)
         if around is not None:
             who.require_player(str(around))
-        try:
-            scope = await leaderboards.resolve_scope(who.tenant, team_id, segment, kind)
-            board = await leaderboards.board(
-                who.tenant,
-                period,
-                first=10 if first is None else first,
-                offset=offset or 0,
-                around=around,
-                scope=scope,
-                cache=info.context.rt.boards,
-                period_key=period_key,
-            )
-        except DomainUserError as exc:
-            raise ValueError(exc.message) from None
+        scope = await leaderboards.resolve_scope(who.tenant, team_id, segment, kind)
+        board = await leaderboards.board(
+            who.tenant,
+            period,
+            first=10 if first is None else first,
+            offset=offset or 0,
+            around=around,
+            scope=scope,
+            cache=info.context.rt.boards,
+            period_key=period_key,
+        )
         return Leaderboard.from_board(board)
 
 
@@ -109,10 +105,7 @@ class LeaderboardSubscription:
         async def changes() -> AsyncGenerator[leaderboards.Board, None]:
             last = None
             async for not_before in looks(rt.hub, tenant, period):
-                try:
-                    board = await _shared_board(rt, tenant, period, size, not_before)
-                except DomainUserError as exc:
-                    raise ValueError(exc.message) from None
+                board = await _shared_board(rt, tenant, period, size, not_before)
                 shown = (board.period_key, [(e.player.id, e.points) for e in board.entries])
                 if shown != last:
                     last = shown

@@ -42,16 +42,13 @@ class PlayerQuery:
         kind: PlayerKind | None = None,
     ) -> list[Player]:
         who = viewer(info, Access.VIEWER)
-        try:
-            rows = await service.list_players(
-                who.tenant,
-                first=20 if first is None else first,
-                after=after,
-                segment=segment,
-                kind=kind,
-            )
-        except DomainUserError as exc:
-            raise ValueError(exc.message) from None
+        rows = await service.list_players(
+            who.tenant,
+            first=20 if first is None else first,
+            after=after,
+            segment=segment,
+            kind=kind,
+        )
         return [Player.from_model(p) for p in rows]
 
 

@@ -71,12 +71,9 @@ class RewardQuery:
         offset: int = 0,
     ) -> list[RewardItem]:
         who = viewer(info)
-        try:
-            rows = await reward_items.list_items(
-                who.tenant, category, bool(featured_only), first=first, offset=offset
-            )
-        except DomainUserError as exc:
-            raise ValueError(exc.message) from None
+        rows = await reward_items.list_items(
+            who.tenant, category, bool(featured_only), first=first, offset=offset
+        )
         return [RewardItem.from_model(r) for r in rows]
 
     @strawberry.field(description="Newest first; a player token sees only its own.")
@@ -91,10 +88,7 @@ class RewardQuery:
         if who.access is Access.PLAYER:
             player_id = player_id or strawberry.ID(who.player_id or "")
             who.require_player(player_id)
-        try:
-            rows = await service.list_redemptions(who.tenant, player_id, status, first)
-        except DomainUserError as exc:
-            raise ValueError(exc.message) from None
+        rows = await service.list_redemptions(who.tenant, player_id, status, first)
         return [Redemption.from_model(r) for r in rows]
 
 

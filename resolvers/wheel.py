@@ -31,10 +31,7 @@ class WheelQuery:
         if who.access is Access.PLAYER:
             player_id = player_id or strawberry.ID(who.player_id or "")
             who.require_player(player_id)
-        try:
-            rows = await service.list_spins(who.tenant, player_id, first)
-        except DomainUserError as exc:
-            raise ValueError(exc.message) from None
+        rows = await service.list_spins(who.tenant, player_id, first)
         return [Spin.from_model(row, service.prize_of(row)) for row in rows]
 
 

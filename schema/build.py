@@ -23,7 +23,7 @@ from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.tools import merge_types
 
-from app.errors import shown_to_clients
+from app.errors import UserError, shown_to_clients
 from schema.nul_guard import nul_problem
 
 # Input fields whose values are secrets: stored, never returned, never logged
@@ -189,7 +189,7 @@ class QuestlineSchema(strawberry.Schema):
                 error.message,
                 error.path,
                 where or "-",
-                exc_info=None if isinstance(original, GraphQLError) else original,
+                exc_info=None if isinstance(original, (GraphQLError, UserError)) else original,
             )
 
 

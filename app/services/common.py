@@ -12,8 +12,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ErrorCode, UserError
 
+_ROW_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() takes '²' too
+INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _EXTERNAL_ID = re.compile(r"^[^\s][^\x00-\x1f]{0,127}$")
+
+
+def row_id(value: object, *, big: bool = False) -> int | None:
+    """A row's integer id given as text (a GraphQL ID, a cursor) or as an int; None when
+    it can name no row: not ASCII digits (str.isdigit() also takes '²', which int()
+    refuses) or past its column's range (an int column, or a bigint one when `big`;
+    PostgreSQL would refuse the parameter)."""
+    text = str(value)
+    if _ROW_ID.fullmatch(text) is None:
+        return None
+    number = int(text)
+    return number if number <= (BIGINT_MAX if big else INT_MAX) else None
 
 
 def holds_nul(value: Any) -> bool:
@@ -53,6 +68,16 @@ def check_slug(slug: str, field: str = "slug") -> str:
             field,
         )
     return slug
+
+
+EXTERNAL_ID_MAX = 128
+
+
+def fits_external_id(value: str) -> bool:
+    """Whether a player's or team's id could be stored (its column takes 128
+    characters): a longer one names nothing and must not reach a lookup, where Tortoise
+    validates a filter's value against the column and raises."""
+    return len(value) <= EXTERNAL_ID_MAX
 
 
 def check_external_id(value: str, field: str = "id") -> str:

@@ -30,7 +30,7 @@ from app.services.board_sql import (
     sql_ranking,
     where_of,
 )
-from app.services.common import zone
+from app.services.common import fits_external_id, zone
 from app.singleflight import SingleFlight
 from models import (
     BoardSnapshot,
@@ -117,7 +117,9 @@ async def resolve_scope(
 ) -> Scope:
     team_pk = None
     if team_id is not None:
-        team = await Team.get_or_none(tenant_id=tenant.id, external_id=team_id)
+        team = None
+        if fits_external_id(team_id):
+            team = await Team.get_or_none(tenant_id=tenant.id, external_id=team_id)
         if team is None:
             raise UserError(ErrorCode.NOT_FOUND, f"no team {team_id!r}", "teamId")
         team_pk = team.id
@@ -257,7 +259,7 @@ async def _snapshot_ranking(
 ) -> Ranking:
     """A closed period as snapshotted: the top entries, and `me` from the final ranks."""
     me = None
-    if around is not None:
+    if around is not None and fits_external_id(around):
         row = (
             await PeriodScore.filter(
                 tenant_id=tenant.id,

@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services.board_cache import player_rows
-from app.services.common import check_external_id, check_timezone
+from app.services.common import check_external_id, check_timezone, fits_external_id
 from models import Player, PlayerKind, Team, Tenant
 
 MAX_PAGE = 100
@@ -120,6 +120,8 @@ async def _apply(player: Player, values: Mapping[str, Any]) -> None:
 
 
 async def get_player(tenant: Tenant, player_id: str) -> Player | None:
+    if not fits_external_id(player_id):
+        return None
     return await Player.get_or_none(tenant=tenant, external_id=player_id)
 
 

@@ -25,6 +25,7 @@ from tortoise.transactions import in_transaction
 from app.engine import rewards as rules
 from app.errors import ErrorCode, Forbidden, UserError
 from app.runtime import Runtime
+from app.services.common import row_id
 from app.services.ledger import (
     ZERO,
     WalletView,
@@ -33,7 +34,7 @@ from app.services.ledger import (
     today_for,
     wallet_view,
 )
-from app.services.players import require_player
+from app.services.players import get_player, require_player
 from app.services.reward_items import MAX_LIST, require_item, terms
 from models import (
     Player,
@@ -384,8 +385,8 @@ async def issue_locked(
 
 async def require_redemption(tenant: Tenant, redemption_id: str | int) -> Redemption:
     row = None
-    if str(redemption_id).isdigit():
-        row = await Redemption.get_or_none(id=int(redemption_id), tenant_id=tenant.id)
+    if (pk := row_id(redemption_id)) is not None:
+        row = await Redemption.get_or_none(id=pk, tenant_id=tenant.id)
     if row is None:
         raise UserError(ErrorCode.NOT_FOUND, f"no redemption {redemption_id!r}", "id")
     return row
@@ -538,7 +539,7 @@ async def list_redemptions(
         raise UserError(ErrorCode.INVALID, f"first is between 0 and {MAX_LIST}", "first")
     query = Redemption.filter(tenant_id=tenant.id)
     if player_id is not None:
-        player = await Player.get_or_none(tenant_id=tenant.id, external_id=player_id)
+        player = await get_player(tenant, player_id)
         if player is None:
             return []
         query = query.filter(player_id=player.id)

@@ -89,10 +89,14 @@ async def find_source(tenant: Tenant, source_id: str | None, source_type: str | 
         if source is None:
             raise UserError(ErrorCode.NOT_FOUND, f"no data source {source_id!r}", "sourceId")
     elif source_type is not None:
+        # Only the known types can have a source (and a longer text must not reach the
+        # database column, whose validation would refuse it).
         source = (
             await DataSource.filter(tenant_id=tenant.id, source_type=source_type, active=True)
             .order_by("id")
             .first()
+            if source_type in SOURCE_TYPES
+            else None
         )
         if source is None:
             raise UserError(

@@ -22,7 +22,7 @@ from app.engine import rewards as rules
 from app.engine.outcome import PlayerState, apply_award
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
-from app.services.common import zone
+from app.services.common import row_id, zone
 from app.services.ledger import (
     ZERO,
     WalletView,
@@ -31,7 +31,7 @@ from app.services.ledger import (
     publish_level_up,
     publish_points,
 )
-from app.services.players import require_player
+from app.services.players import get_player, require_player
 from app.services.reward_items import items_by_ids
 from app.services.rewards import (
     fail,
@@ -123,11 +123,11 @@ async def configure_wheel(
     for index, prize in enumerate(prizes):
         reward_id = prize.get("rewardId")
         if isinstance(reward_id, str):
-            if not reward_id.isdigit():
+            if (pk := row_id(reward_id)) is None:
                 raise UserError(
                     ErrorCode.NOT_FOUND, f"no reward {reward_id!r}", ["prizes", str(index)]
                 )
-            prizes[index] = prize = {**prize, "rewardId": int(reward_id)}
+            prizes[index] = prize = {**prize, "rewardId": pk}
         if isinstance(prize.get("points"), float):  # exact cents, not binary fractions
             prizes[index] = {**prize, "points": Decimal(str(prize["points"]))}
     parsed = rules.parse_wheel(
@@ -358,7 +358,7 @@ async def list_spins(tenant: Tenant, player_id: str | None = None, first: int = 
         raise UserError(ErrorCode.INVALID, f"first is between 0 and {MAX_SPINS_LISTED}", "first")
     query = Spin.filter(tenant_id=tenant.id)
     if player_id is not None:
-        player = await Player.get_or_none(tenant_id=tenant.id, external_id=player_id)
+        player = await get_player(tenant, player_id)
         if player is None:
             return []
         query = query.filter(player_id=player.id)

@@ -92,3 +92,48 @@ async def test_event_inputs_are_left_to_their_own_per_item_check(client):
     result = await gql(client, shared, {"m": {"a": "\u0000"}}, expect_errors=True)
     assert result.errors[0]["message"].startswith("variable $m holds a NUL")
     assert result.data is None
+
+
+async def test_ids_no_row_could_have_name_nothing_rather_than_fail(client, make_tenant):
+    """Ids past their column's size, or digits int() refuses ('²'), reach no lookup:
+    a player or team id over 128 characters, an unknown source type longer than the
+    column, a superscript or out-of-range row id. Each is "not found", not a server
+    error (found by tests/api/test_fuzz_api.py)."""
+    key = await make_tenant("telco")
+    long = "x" * 200
+    checks = [
+        (f'{{ player(id: "{long}") {{ id }} }}', {"player": None}),
+        (f'{{ spins(playerId: "{long}") {{ id }} }}', {"spins": []}),
+        (f'{{ redemptions(playerId: "{long}") {{ id }} }}', {"redemptions": []}),
+        (
+            'mutation { normalizeEvent(input: {event: "{}", sourceType: "cdr-and-much-more"})'
+            " { errors { code field } } }",
+            {
+                "normalizeEvent": {
+                    "errors": [{"code": "NOT_FOUND", "field": ["input", "sourceType"]}]
+                }
+            },
+        ),
+    ]
+    for pk in ("\u00b2", "99999999999999999999", "4294967296"):
+        checks += [
+            (
+                f'mutation {{ approveRedemption(id: "{pk}") {{ errors {{ code }} }} }}',
+                {"approveRedemption": {"errors": [{"code": "NOT_FOUND"}]}},
+            ),
+            (
+                f'mutation {{ issueReward(playerId: "p", rewardId: "{pk}", reason: "r")'
+                " { errors { code } } }",
+                {"issueReward": {"errors": [{"code": "NOT_FOUND"}]}},
+            ),
+        ]
+    for query, expected in checks:
+        result = await gql(client, query, token=key)
+        assert result.data == expected, query
+    team = await gql(
+        client,
+        f'{{ leaderboard(teamId: "{long}") {{ totalPlayers }} }}',
+        token=key,
+        expect_errors=True,
+    )
+    assert team.errors[0]["extensions"]["code"] == "NOT_FOUND"
