@@ -20,6 +20,7 @@ from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
 from app import aio, live, shutdown
+from app.body_limit import BodyLimitMiddleware
 from app.db import tortoise_config
 from app.graphql_view import QuestlineGraphQL
 from app.runtime import Runtime, redis_client
@@ -143,7 +144,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if folder.is_dir():
             routes.append(Mount("/", StaticFiles(directory=folder, html=True)))
             break
-    middleware = [Middleware(FrameWriterMiddleware)]  # sees uvicorn's own `send`
+    middleware = [
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
+        Middleware(FrameWriterMiddleware),  # sees uvicorn's own `send`
+    ]
     if settings.allowed_origins:
         middleware.append(
             Middleware(

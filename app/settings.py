@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Redis leaderboard sets of a closed period are kept this many days after it ends
     # (previous-period ranks read them); the record and snapshots keep the history.
     leaderboard_retention_days: int = Field(40, ge=1, le=3650)
+    # An HTTP request's body is refused (413) past this size (app.body_limit); the
+    # largest legitimate one, 1,000 events with 16 KB of metadata each, is about 17 MB.
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

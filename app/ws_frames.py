@@ -95,9 +95,9 @@ class FrameWriter:
 class FrameWriterMiddleware:
     """A WebSocket served by uvicorn's sans-io protocol gets a `FrameWriter` at
     `scope[SCOPE_KEY]`; anything else passes through untouched. It must sit ahead of
-    Starlette's exception middleware, which wraps `send`: app.asgi puts it first among
-    the app's middleware, behind only Starlette's outer layers (ServerErrorMiddleware,
-    the body limit), which pass a WebSocket's `send` through as it is."""
+    Starlette's exception middleware, which wraps `send`: app.asgi puts it behind only
+    Starlette's ServerErrorMiddleware and our body limit (app.body_limit), which pass a
+    WebSocket's `send` through as it is."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
