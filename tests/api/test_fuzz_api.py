@@ -75,6 +75,36 @@ async def key(client, make_tenant):
     return key
 
 
+# IDs that name rows the `world` fixture made: players, teams, rewards, redemptions.
+KNOWN_IDS = ["p1", "p2", "red", "1", "2", "3", "0", ""]
+ID_SCALARS = {**SCALARS, "ID": st.sampled_from(KNOWN_IDS).map(nodes.String)}
+
+
+@pytest.fixture
+async def world(client, key):
+    """Rows for the fuzzed ids to name, in states the mutations move between: players
+    with points, a team, rewards (one needing approval), redemptions, a wheel."""
+    setup = [
+        'mutation { upsertPlayer(input: {id: "p2", teamId: "red"}) { errors { code } } }',
+        'mutation { adjustPoints(input: {playerId: "p1", amount: 500, reason: "seed"}) '
+        "{ errors { code } } }",
+        'mutation { createRewardItem(input: {name: "Mug", category: PHYSICAL, '
+        "pointsCost: 10, stock: 5}) { errors { code } } }",
+        'mutation { createRewardItem(input: {name: "Trip", category: EXPERIENCE, '
+        "pointsCost: 20, requiresApproval: true}) { errors { code } } }",
+        'mutation { redeemReward(input: {playerId: "p1", rewardId: "1"}) { errors { code } } }',
+        'mutation { redeemReward(input: {playerId: "p1", rewardId: "2"}) { errors { code } } }',
+        'mutation { configureWheel(input: {prizes: [{label: "5", kind: POINTS, weight: 1, '
+        'points: 5}, {label: "mug", kind: REWARD, weight: 1, rewardId: "1"}]}) '
+        "{ errors { code } } }",
+    ]
+    for document in setup:
+        result = await gql(client, document, token=key)
+        (payload,) = result.data.values()
+        assert payload["errors"] == [], (document, payload)
+    return key
+
+
 async def _check(client, key, unexpected: Unexpected, document: str) -> None:
     unexpected.found.clear()
     result = await gql(client, document, token=key, expect_errors=True)
@@ -83,6 +113,15 @@ async def _check(client, key, unexpected: Unexpected, document: str) -> None:
 
 
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+# graphql-core (3.3.2) cancels a failed operation's sibling fields, and a field whose
+# task is cancelled before it starts leaves its resolvers' coroutines never awaited:
+# Python warns when they are collected (graphql-python/graphql-core#269, open). The
+# operation's answer is right (data null, the error); only the warning is left over.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <coroutine object GraphQLCoreConverter"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
 
 
 @FUZZ
@@ -95,3 +134,19 @@ async def test_any_query_is_answered_without_a_server_error(client, key, unexpec
 @given(document=gst.mutations(SCHEMA, custom_scalars=SCALARS, allow_x00=False))
 async def test_any_mutation_is_answered_without_a_server_error(client, key, unexpected, document):
     await _check(client, key, unexpected, document)
+
+
+@FUZZ
+@given(document=gst.mutations(SCHEMA, custom_scalars=ID_SCALARS, allow_x00=False))
+async def test_any_mutation_on_existing_rows_is_answered_without_a_server_error(
+    client, world, unexpected, document
+):
+    await _check(client, world, unexpected, document)
+
+
+@FUZZ
+@given(document=gst.queries(SCHEMA, custom_scalars=ID_SCALARS, allow_x00=False))
+async def test_any_query_of_existing_rows_is_answered_without_a_server_error(
+    client, world, unexpected, document
+):
+    await _check(client, world, unexpected, document)
