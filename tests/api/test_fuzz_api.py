@@ -150,3 +150,13 @@ async def test_any_query_of_existing_rows_is_answered_without_a_server_error(
     client, world, unexpected, document
 ):
     await _check(client, world, unexpected, document)
+
+
+@FUZZ
+@given(
+    document=gst.from_schema(
+        SCHEMA, custom_scalars=SCALARS, allow_x00=False, mode=gst.Mode.NEGATIVE
+    )
+)
+async def test_any_invalid_document_is_refused_clearly(client, key, unexpected, document):
+    await _check(client, key, unexpected, document)
