@@ -76,3 +76,21 @@ def time_ordered_ids(now: datetime, count: int) -> list[uuid.UUID]:
         rand = int.from_bytes(raw[start : start + 10], "big")
         ids.append(uuid.UUID(int=head | ((rand >> 62) & 0xFFF) << 64 | (rand & ((1 << 62) - 1))))
     return ids
+
+
+# Serial ids: IntField columns are 32-bit on PostgreSQL, BigIntField ones 64-bit.
+MAX_INT_ID = 2**31 - 1
+MAX_BIGINT_ID = 2**63 - 1
+
+
+def id_number(value: str | int, limit: int = MAX_BIGINT_ID) -> int | None:
+    """The row id that a text (a GraphQL ID, a cursor, a stream field) names, or None
+    when it names none: ASCII digits only, at most `limit` (the column's range; a larger
+    number must not reach PostgreSQL, which refuses the parameter). `str.isdigit()` is
+    not that test: it takes '²', which int() refuses, and int() reads other scripts'
+    digits (ARABIC-INDIC DIGIT ONE is 1) and refuses more than 4,300 digits."""
+    text = str(value)
+    if not (text.isascii() and text.isdecimal()) or len(text) > len(str(limit)):
+        return None
+    number = int(text)
+    return number if number <= limit else None

@@ -31,7 +31,9 @@ class SourceLookup:
 
     async def get(self, name: str) -> DataSource:
         if name not in self._found:
-            by_id = name.isdigit()
+            # ASCII digits: an id (find_source checks its range); anything else, '²'
+            # included, a type.
+            by_id = name.isascii() and name.isdecimal()
             try:
                 self._found[name] = await find_source(
                     self.tenant, name if by_id else None, None if by_id else name

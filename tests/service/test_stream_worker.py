@@ -264,6 +264,34 @@ async def test_a_bad_entry_is_dead_lettered_with_its_code_and_the_rest_applies(
     assert (await group_info(redis, stream))["pending"] == 0
 
 
+async def test_a_source_written_in_other_digits_is_an_unknown_source_and_the_rest_applies(
+    app, settings, redis
+):
+    """'²' passes str.isdigit() and int() refuses it; int() reads ARABIC-INDIC DIGIT ONE
+    as 1, the id of a source this tenant has. Each is an unknown source, not an id, and
+    the stream goes on."""
+    tenant = await create_tenant("digits", preset="telco")
+    cdr = await DataSource.get(tenant_id=tenant.id, source_type="cdr")
+    assert cdr.id == 1
+    stream = stream_key(settings.redis_prefix, "digits")
+    call = json.dumps({"customer_id": "x", "call_type": "outgoing", "duration": 60})
+    ids = await xadd(
+        redis,
+        stream,
+        {"source": "²", "record": call},
+        {"source": "\u0661", "record": call},
+        event(playerId="after", eventType="RECHARGE", value=3),
+    )
+    stats = await consume(settings, redis, "digits")
+
+    assert (stats.read, stats.applied, stats.rejected) == (3, 1, 2)
+    assert await balance(tenant, "after") == rule_points(tenant, "RECHARGE", 3)
+    assert not await Player.filter(tenant_id=tenant.id, external_id="x").exists()
+    letters = await redis.xrange(rejected_key(settings.redis_prefix, "digits"))
+    got = [(f[b"entry"].decode(), f[b"code"], f[b"field"]) for _, f in letters]
+    assert got == [(ids[0], b"NOT_FOUND", b"source"), (ids[1], b"NOT_FOUND", b"source")]
+
+
 async def test_an_entry_applied_but_not_acknowledged_comes_back_as_a_duplicate(
     app, settings, redis
 ):
