@@ -292,6 +292,41 @@ async def test_a_source_written_in_other_digits_is_an_unknown_source_and_the_res
     assert got == [(ids[0], b"NOT_FOUND", b"source"), (ids[1], b"NOT_FOUND", b"source")]
 
 
+async def test_a_payload_that_is_not_utf8_is_rejected_as_such(app, settings, redis):
+    """Not "Expecting value": json.loads, given bytes, guesses UTF-16 from b'\\xff\\xfe'."""
+    tenant = await create_tenant("bytes", preset="telco")
+    stream = stream_key(settings.redis_prefix, "bytes")
+    good = json.dumps({"playerId": "p", "eventType": "RECHARGE", "value": 2}).encode()
+    record = json.dumps({"customer_id": "x", "call_type": "outgoing", "duration": 60})
+    latin1 = good[:-1] + b', "category": "caf\xe9"}'  # Latin-1, not UTF-8
+    cut = record.encode()[:-1] + b', "x": "\xc3"}'  # a character cut short
+    ids = await xadd(
+        redis,
+        stream,
+        {"event": b"\xff\xfe" + good},
+        {"event": latin1},
+        {"source": "cdr", "record": cut},
+        {"event": b"\xef\xbb\xbf" + good},  # a UTF-8 byte order mark: still UTF-8
+    )
+    stats = await consume(settings, redis, "bytes")
+
+    assert (stats.read, stats.applied, stats.rejected) == (4, 1, 3)
+    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 2)
+    letters = await redis.xrange(rejected_key(settings.redis_prefix, "bytes"))
+    got = [(f[b"entry"].decode(), f[b"code"], f[b"field"]) for _, f in letters]
+    assert got == [
+        (ids[0], b"INVALID", b"event"),
+        (ids[1], b"INVALID", b"event"),
+        (ids[2], b"INVALID", b"record"),
+    ]
+    messages = [f[b"message"].decode() for _, f in letters]
+    assert messages == [
+        "event is not valid UTF-8: byte 0xff at position 0",
+        f"event is not valid UTF-8: byte 0xe9 at position {latin1.index(0xE9)}",
+        f"record is not valid UTF-8: byte 0xc3 at position {cut.index(0xC3)}",
+    ]
+
+
 async def test_an_entry_applied_but_not_acknowledged_comes_back_as_a_duplicate(
     app, settings, redis
 ):
