@@ -294,9 +294,13 @@ def worker(
     claim_idle_seconds: Annotated[
         float, typer.Option(min=1, help="Take over entries pending this long elsewhere.")
     ] = 60,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log each failure with its traceback.")
+    ] = False,
 ) -> None:
     """Apply events from Redis streams `{REDIS_PREFIX}:events:{tenant}` (consumer group
     `questline`) until SIGTERM or Ctrl-C."""
+    import logging
     import os
     import signal
     import socket
@@ -316,6 +320,11 @@ def worker(
         block_ms=block_ms,
         claim_idle_seconds=claim_idle_seconds,
     )
+
+    if debug:
+        logging.getLogger("questline").setLevel(logging.DEBUG)
+    else:  # a database outage: one line per try, as the worker's own, not a traceback
+        logging.getLogger("asyncpg.pool").addFilter(_without_traceback)
 
     async def work(settings: Settings) -> WorkerStats | None:
         stop, me = asyncio.Event(), asyncio.current_task()
@@ -339,3 +348,13 @@ def worker(
         console.print("[yellow]stopped at once: unacknowledged entries stay pending[/yellow]")
         raise typer.Exit(1)
     console.print(f"worker {options.consumer} stopped: {stats.summary()}", soft_wrap=True)
+
+
+def _without_traceback(record: Any) -> bool:
+    """A log record's exception as one line of its message instead of a traceback."""
+    if record.exc_info and record.exc_info[1] is not None:
+        from app.services.stream_worker import failure
+
+        record.msg = f"{record.getMessage()} ({failure(record.exc_info[1])})"
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True

@@ -3,15 +3,17 @@
 Producers XADD entries to `{prefix}:events:{tenant slug}`; each worker of the group
 `questline` reads its share, applies a batch with one `record_events` call (published
 after commit, as the API's events are; one event at a time if the database refuses the
-batch: `record_batch`) and acknowledges the batch only once it has
-committed. Exactly once: an entry without an idempotency key gets `stream:{entry id}`,
-so an entry applied but not acknowledged (a worker killed in between) comes back as a
-duplicate. A refused entry (not JSON, INVALID, CONFLICT, unknown source, ...) goes to
+batch: `record_batch`) and acknowledges the batch only once it has committed. Exactly
+once: an entry without an idempotency key gets `stream:{entry id}`, so an entry applied
+but not acknowledged (a worker killed in between) comes back as a duplicate. A refused
+entry (not UTF-8, not JSON, INVALID, CONFLICT, unknown source, ...) goes to
 `{stream}:rejected` with the reason and is acknowledged with its batch: it never holds
 up the stream. Entries a dead worker left pending are claimed after `claim_idle_seconds`.
+
 Redis or the database failing: nothing is acknowledged, and the worker tries again
 after a capped backoff, starting with its own pending entries (the idempotency keys
-make that safe).
+make that safe); one log line per try, the traceback at debug level. The tenants are
+read at start-up the same way, so a worker started before its database waits for it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from app import aio
+from app.db import redacted_url
 from app.errors import ErrorCode, UserError
 from app.runtime import REDIS_TIMEOUT, Runtime, opened_runtime
 from app.services import board_points
@@ -47,6 +50,8 @@ PROGRESS_SECONDS = 10.0
 # A tenant's row (its rules) is read again this often, as the server's cache does.
 TENANT_SECONDS = 5.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
+# A failure's message in the log is cut at this length.
+FAILURE_CHARS = 300
 
 
 def stream_key(prefix: str, slug: str) -> str:
@@ -101,6 +106,14 @@ class _Stream:
     read_at: float = field(default_factory=time.monotonic)  # when `tenant` was read
 
 
+def failure(exc: BaseException) -> str:
+    """An exception in one short line, for the log: its class and message."""
+    text = " ".join(str(exc).split())
+    if len(text) > FAILURE_CHARS:
+        text = text[: FAILURE_CHARS - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 @contextlib.asynccontextmanager
 async def worker_runtime(settings: Settings, block_ms: int) -> AsyncIterator[tuple[Runtime, Redis]]:
     """The Runtime as the server's lifespan builds it (`opened_runtime`: Redis boards, the
@@ -134,13 +147,10 @@ async def run_worker(
     stop: asyncio.Event,
 ) -> WorkerStats:
     """Consumes the streams of `slugs` (None: every tenant there is now) until `stop`."""
-    tenants = (
-        await Tenant.all().order_by("slug")
-        if slugs is None
-        else [await get_tenant(slug) for slug in dict.fromkeys(slugs)]
-    )
-    if not tenants:
-        raise UserError(ErrorCode.NOT_FOUND, "there are no tenants")
+    started = WorkerStats()
+    tenants = await _tenants(settings, slugs, stop)
+    if tenants is None:  # stopped before the database answered
+        return started
     async with worker_runtime(settings, options.block_ms) as (rt, redis):
         streams = [
             _Stream(
@@ -151,6 +161,43 @@ async def run_worker(
             for t in tenants
         ]
         return await StreamWorker(rt, redis, streams, options, stop).run()
+
+
+async def _tenants(
+    settings: Settings, slugs: Sequence[str] | None, stop: asyncio.Event
+) -> list[Tenant] | None:
+    """The tenants to serve, read once the database answers (None: stopped before). A
+    worker started before its database waits for it as it waits out an outage later:
+    the same backoff, one line per try. An unknown tenant is a UserError at once."""
+
+    async def read() -> list[Tenant]:
+        if slugs is None:
+            return await Tenant.all().order_by("slug")
+        return [await get_tenant(slug) for slug in dict.fromkeys(slugs)]
+
+    delay = BACKOFF_FIRST
+    while not stop.is_set():
+        try:
+            tenants = await read()
+        except UserError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "database %s unavailable (%s); retrying in %.1f s: is it running and "
+                "migrated (questline migrate), and is DATABASE_URL right?",
+                redacted_url(settings.database_url),
+                failure(exc),
+                delay,
+            )
+            log.debug("the read of the tenants failed", exc_info=exc)
+        else:
+            if not tenants:
+                raise UserError(ErrorCode.NOT_FOUND, "there are no tenants")
+            return tenants
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, BACKOFF_CAP)
+    return None
 
 
 class StreamWorker:
@@ -192,11 +239,16 @@ class StreamWorker:
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # Redis lost the stream (restarted without saving)
                     ready = False
-                log.warning("Redis refused (%s); retrying in %.1f s", exc, delay)
+                log.warning("Redis refused (%s); retrying in %.1f s", failure(exc), delay)
             except RedisError as exc:
-                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
-            except Exception:
-                log.exception("a batch failed, not acknowledged; retrying in %.1f s", delay)
+                log.warning("Redis unavailable (%s); retrying in %.1f s", failure(exc), delay)
+            except Exception as exc:
+                log.warning(
+                    "a batch failed, not acknowledged (%s); retrying in %.1f s",
+                    failure(exc),
+                    delay,
+                )
+                log.debug("the batch's failure", exc_info=exc)
             else:
                 delay = BACKOFF_FIRST
                 self._progress()
@@ -345,6 +397,7 @@ __all__ = [
     "StreamWorker",
     "WorkerOptions",
     "WorkerStats",
+    "failure",
     "rejected_key",
     "run_worker",
     "stream_key",

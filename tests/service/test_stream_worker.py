@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -35,7 +36,7 @@ from app.services.stream_worker import (
 from app.services.tenants import create_tenant
 from models import DataSource, Event, Player, PointTransaction, Tenant, Wallet
 from tests.api.test_live import POINTS, wait_for_subscribers
-from tests.conftest import REDIS_URL, RUN_ID, delete_redis_keys, gql, make_settings
+from tests.conftest import REDIS_URL, RUN_ID, delete_redis_keys, free_port, gql, make_settings
 from tests.service.test_cli import start_questline
 from tests.wsclient import GraphQLWebSocket
 
@@ -614,3 +615,168 @@ async def test_an_entry_the_database_refuses_is_dead_lettered_alone(app, setting
     (letter,) = await redis.xrange(rejected_key(settings.redis_prefix, "poison"))
     assert letter[1][b"entry"].decode() == ids[1] and letter[1][b"code"] == b"INVALID"
     await ledger_matches(tenant.id)
+
+
+# ------------------------------------------------------------------ a database away or stalled
+
+
+class DatabaseProxy:
+    """A TCP proxy in front of the test's PostgreSQL, for a worker process to go through:
+    down (connections refused, those open cut), or frozen (connections accepted, nothing
+    forwarded either way: a database that stalls). The machine's server is never
+    touched. Its URL carries a password (the real one, or one the server's trust
+    authentication ignores) that the worker must never print."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.port = free_port()
+        self.password = parts.password or "proxy-secret-pw"
+        netloc = f"{parts.username or 'postgres'}:{self.password}@127.0.0.1:{self.port}"
+        self.url = urlunsplit(parts._replace(netloc=netloc))
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._server: asyncio.Server | None = None
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for transport in self._transports:
+            transport.abort()
+        self._transports.clear()
+
+    def freeze(self) -> None:
+        self.flowing.clear()
+
+    def thaw(self) -> None:
+        self.flowing.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._transports.add(writer.transport)
+        try:
+            await self.flowing.wait()
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._transports.add(up_writer.transport)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self.flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.transport.abort()
+
+
+@pytest.fixture
+async def db_proxy(settings: Any) -> Any:
+    proxy = DatabaseProxy(settings.database_url)
+    yield proxy
+    proxy.thaw()
+    proxy.down()
+
+
+async def read_until(process: Any, text: str, lines: list[str], within: float = 60) -> str:
+    """The worker's log lines (kept in `lines`) up to the first that holds `text`."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            raw = await asyncio.wait_for(process.stderr.readline(), max(left, 0.01))
+        except TimeoutError:
+            raise AssertionError(f"no line with {text!r} within {within} s: {lines}") from None
+        assert raw, f"the worker exited: {''.join(lines)}"
+        lines.append(raw.decode())
+        if text in lines[-1]:
+            return lines[-1]
+
+
+async def finished(process: Any, lines: list[str], within: float = 60) -> tuple[int, str]:
+    """The worker's exit status and its whole log (after the lines already read)."""
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), within)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"the worker did not exit within {within} s: {lines}") from None
+    return process.returncode, "".join(lines) + err.decode()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+async def test_started_without_its_database_the_worker_waits_one_line_per_try(settings, debug):
+    """Nothing listens at the database's address: no traceback of 126 lines and exit 1,
+    but a line per try until it answers or a stop (--debug: with the traceback)."""
+    url = f"postgres://questline:hidden-pw@127.0.0.1:{free_port()}/questline"
+    flags = ["--debug"] if debug else []
+    process = await start_cli_worker(settings, *flags, DATABASE_URL=url)
+    lines: list[str] = []
+    try:
+        for _ in range(2):
+            line = await read_until(process, "unavailable", lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines)
+    assert code == 0, log
+    assert line.startswith("WARNING questline.worker: database postgres://questline:***@127.")
+    assert "(ConnectionRefusedError: [Errno 111] Connect call failed" in line
+    assert "retrying in 1.0 s" in line and "DATABASE_URL" in line
+    assert "hidden-pw" not in log
+    assert ("Traceback" in log) is debug, log
+    assert SUMMARY.search(log), log
+
+
+@pytest.mark.postgres
+async def test_the_database_away_at_start_and_later_costs_one_line_per_try(
+    app, settings, redis, db_proxy
+):
+    """Started before its database, the worker waits for it as it rides out an outage
+    later: one line per try (what failed, the URL without its password, the next
+    delay), no traceback, nothing lost."""
+    tenant = await create_tenant("away", preset="telco")
+    stream = stream_key(settings.redis_prefix, "away")
+    process = await start_cli_worker(settings, "--tenant", "away", DATABASE_URL=db_proxy.url)
+    lines: list[str] = []
+    try:
+        for _ in range(2):
+            line = await read_until(process, "unavailable", lines)
+            assert "retrying in" in line and "DATABASE_URL" in line, line
+        assert f":***@127.0.0.1:{db_proxy.port}/" in line
+        await db_proxy.up()
+        await read_until(process, "reading", lines)
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+        await drained(redis, stream)
+
+        db_proxy.down()
+        await xadd(
+            redis,
+            stream,
+            event(playerId="p", eventType="RECHARGE", value=2),
+            event(playerId="q", eventType="RECHARGE", value=3),
+        )
+        for _ in range(2):
+            line = await read_until(process, "a batch failed, not acknowledged", lines)
+            assert "retrying in" in line, line
+        await db_proxy.up()
+        await drained(redis, stream, within=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines)
+    assert code == 0, log
+    assert "Traceback" not in log and '  File "' not in log, log
+    assert db_proxy.password not in log
+    assert SUMMARY.search(log).group(2) == "3", log
+    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 1) + rule_points(
+        tenant, "RECHARGE", 2
+    )
+    assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 3)
