@@ -14,6 +14,8 @@ Redis or the database failing: nothing is acknowledged, and the worker tries aga
 after a capped backoff, starting with its own pending entries (the idempotency keys
 make that safe); one log line per try, the traceback at debug level. The tenants are
 read at start-up the same way, so a worker started before its database waits for it.
+A stream that Redis lost with its group (restarted without its data) is made again at
+once.
 """
 
 from __future__ import annotations
@@ -222,6 +224,7 @@ class StreamWorker:
             GROUP,
         )
         delay, ready, mine, next_claim = BACKOFF_FIRST, False, True, 0.0
+        recreated = False  # the groups were made again after a NOGROUP, not yet used
         claim_every = max(1.0, self.options.claim_idle_seconds / 2)
         while not self.stop.is_set():
             try:
@@ -239,6 +242,14 @@ class StreamWorker:
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # Redis lost the stream (restarted without saving)
                     ready = False
+                    if not recreated:  # made again at once; a second NOGROUP backs off
+                        recreated = True
+                        log.warning(
+                            "a stream or its group is gone (%s): Redis lost them (restarted "
+                            "without its data?); creating them again",
+                            failure(exc),
+                        )
+                        continue
                 log.warning("Redis refused (%s); retrying in %.1f s", failure(exc), delay)
             except RedisError as exc:
                 log.warning("Redis unavailable (%s); retrying in %.1f s", failure(exc), delay)
@@ -250,7 +261,7 @@ class StreamWorker:
                 )
                 log.debug("the batch's failure", exc_info=exc)
             else:
-                delay = BACKOFF_FIRST
+                delay, recreated = BACKOFF_FIRST, False
                 self._progress()
                 continue
             mine = True  # what was read and not acknowledged is pending: ours to redo

@@ -9,7 +9,9 @@ Each test has its own key prefix and deletes its keys afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 import shutil
 import signal
@@ -469,6 +471,76 @@ async def test_the_worker_waits_for_redis_and_loses_nothing(app, settings):
             own.stop()
     assert stats.applied == 1
     assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 9)
+
+
+# ------------------------------------------------------------------ Redis losing its data, stopping
+
+
+class LogLines(logging.Handler):
+    """The worker's log messages; `on` calls a function at the first message holding
+    a text."""
+
+    def __init__(self, on: tuple[str, Any] | None = None) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.on = on
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if self.on is not None and self.on[0] in self.lines[-1]:
+            self.on[1]()
+            self.on = None
+
+
+@contextlib.contextmanager
+def worker_log(on: tuple[str, Any] | None = None) -> Any:
+    logger, handler = logging.getLogger("questline.worker"), LogLines(on)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+async def test_a_stream_redis_lost_with_its_group_is_made_again_at_once(app, settings):
+    """Redis restarted without its data: the worker's next read gets NOGROUP. It makes
+    the stream and its group again there and then, not after a backoff."""
+    from tests.api.test_redis_restart import OwnRedis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is needed to start a Redis of this test's own")
+    tenant = await create_tenant("lost", preset="telco")
+    own = OwnRedis()
+    own.start()
+    mine = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{own.port}/0"})
+    stream = stream_key(settings.redis_prefix, "lost")
+    stop = asyncio.Event()
+    with worker_log() as log:
+        task = asyncio.create_task(
+            run_worker(mine, ["lost"], WorkerOptions("w", block_ms=100), stop)
+        )
+        try:
+            async with Redis.from_url(mine.redis_url) as redis:
+                await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+                await drained(redis, stream, task)
+            own.stop()
+            own.start()  # empty: neither the stream nor its group
+            async with Redis.from_url(mine.redis_url) as redis:
+                await xadd(redis, stream, event(playerId="q", eventType="RECHARGE", value=2))
+                await drained(redis, stream, task)
+        finally:
+            stop.set()
+            try:
+                stats = await asyncio.wait_for(task, 20)
+            finally:
+                own.stop()
+    assert stats.applied == 2
+    assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 2)
+    assert any("creating them again" in line for line in log.lines), log.lines
+    assert not [line for line in log.lines if "NOGROUP" in line and "retrying" in line]
 
 
 # ------------------------------------------------------------------ the command
