@@ -16,6 +16,8 @@ make that safe); one log line per try, the traceback at debug level. The tenants
 read at start-up the same way, so a worker started before its database waits for it.
 A stream that Redis lost with its group (restarted without its data) is made again at
 once.
+
+A stop (`stop` set) ends a blocking read at once and lets the batch in flight finish.
 """
 
 from __future__ import annotations
@@ -117,14 +119,17 @@ def failure(exc: BaseException) -> str:
 
 
 @contextlib.asynccontextmanager
-async def worker_runtime(settings: Settings, block_ms: int) -> AsyncIterator[tuple[Runtime, Redis]]:
+async def worker_runtime(
+    settings: Settings, block_ms: int, name: str | None = None
+) -> AsyncIterator[tuple[Runtime, Redis]]:
     """The Runtime as the server's lifespan builds it (`opened_runtime`: Redis boards, the
     hub on Redis) with the PostgreSQL board sweep, and a client for the streams whose
-    reads may block."""
+    reads may block (`name`: its CLIENT SETNAME, which CLIENT LIST shows)."""
     streams = Redis.from_url(
         settings.redis_url,
         socket_timeout=block_ms / 1000 + REDIS_TIMEOUT,
         socket_connect_timeout=REDIS_TIMEOUT,
+        client_name=name,
     )
     try:
         # Redis down: the hub says so and catches up when it is back.
@@ -142,6 +147,11 @@ async def worker_runtime(settings: Settings, block_ms: int) -> AsyncIterator[tup
             await asyncio.wait_for(streams.aclose(), 2)
 
 
+def consumer_client_name(consumer: str) -> str:
+    """The stream client's name in CLIENT LIST (no spaces, which Redis refuses)."""
+    return "questline-worker:" + "".join("_" if c.isspace() else c for c in consumer)
+
+
 async def run_worker(
     settings: Settings,
     slugs: Sequence[str] | None,
@@ -153,7 +163,8 @@ async def run_worker(
     tenants = await _tenants(settings, slugs, stop)
     if tenants is None:  # stopped before the database answered
         return started
-    async with worker_runtime(settings, options.block_ms) as (rt, redis):
+    name = consumer_client_name(options.consumer)
+    async with worker_runtime(settings, options.block_ms, name) as (rt, redis):
         streams = [
             _Stream(
                 t,
@@ -311,16 +322,41 @@ class StreamWorker:
             await self._trim(stream)
 
     async def _read_new(self) -> None:
-        reply = await self.redis.xreadgroup(
-            GROUP,
-            self.options.consumer,
-            dict.fromkeys(self.streams, ">"),
-            self.options.batch_size,
-            self.options.block_ms,
+        """Waits up to block_ms for new entries, or until a stop: the blocking read is
+        cancelled then (redis-py drops its connection), not waited out."""
+        read = asyncio.create_task(
+            self.redis.xreadgroup(
+                GROUP,
+                self.options.consumer,
+                dict.fromkeys(self.streams, ">"),
+                self.options.batch_size,
+                self.options.block_ms,
+            )
         )
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            read.cancel()  # nothing if it is done
+            await asyncio.wait({read}, timeout=REDIS_TIMEOUT)
+        if read.cancelled() or not read.done():
+            # Redis may have delivered entries as the read was cancelled: pending on
+            # this consumer (which had none before the read), the batch in flight.
+            await self._delivered_meanwhile()
+            return
         # Delivered to us: handled even when a stop came meanwhile (the batch in flight).
-        for key, entries in reply or []:
+        for key, entries in read.result() or []:
             await self._handle(self.streams[key.decode()], entries)
+
+    async def _delivered_meanwhile(self) -> None:
+        for stream in self.streams.values():
+            reply = await self.redis.xreadgroup(
+                GROUP, self.options.consumer, {stream.key: "0"}, self.options.batch_size
+            )
+            entries = reply[0][1] if reply else []
+            if entries:
+                await self._handle(stream, entries)
 
     async def _trim(self, stream: _Stream) -> None:
         """Drops the entries that every group of the stream has acknowledged: those
@@ -408,6 +444,7 @@ __all__ = [
     "StreamWorker",
     "WorkerOptions",
     "WorkerStats",
+    "consumer_client_name",
     "failure",
     "rejected_key",
     "run_worker",

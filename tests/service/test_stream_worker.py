@@ -31,6 +31,7 @@ from app.services.stream_worker import (
     GROUP,
     WorkerOptions,
     WorkerStats,
+    consumer_client_name,
     rejected_key,
     run_worker,
     stream_key,
@@ -541,6 +542,37 @@ async def test_a_stream_redis_lost_with_its_group_is_made_again_at_once(app, set
     assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 2)
     assert any("creating them again" in line for line in log.lines), log.lines
     assert not [line for line in log.lines if "NOGROUP" in line and "retrying" in line]
+
+
+async def blocked_in_read(redis: Redis, consumer: str, task: Any) -> None:
+    """Until the worker's stream client waits in XREADGROUP (CLIENT LIST: flag b)."""
+    name = consumer_client_name(consumer)
+    for _ in range(600):
+        if task.done():
+            task.result()
+            raise AssertionError("the worker stopped by itself")
+        for client in await redis.client_list():
+            if client["name"] == name and client["cmd"] == "xreadgroup" and "b" in client["flags"]:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never blocked in XREADGROUP")
+
+
+async def test_a_stop_ends_a_blocking_read_at_once(app, settings, redis):
+    await create_tenant("block", preset="telco")
+    stream = stream_key(settings.redis_prefix, "block")
+    stop = asyncio.Event()
+    options = WorkerOptions("w1", block_ms=60_000)
+    task = asyncio.create_task(run_worker(settings, ["block"], options, stop))
+    try:
+        await blocked_in_read(redis, "w1", task)
+    finally:
+        stop.set()
+    stats = await asyncio.wait_for(task, 20)  # not the minute the read would wait
+    assert stats.read == 0
+    # Nothing was left delivered and unhandled, and its connection is gone.
+    assert (await group_info(redis, stream))["pending"] == 0
+    assert consumer_client_name("w1") not in [c["name"] for c in await redis.client_list()]
 
 
 # ------------------------------------------------------------------ the command
