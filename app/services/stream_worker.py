@@ -17,7 +17,9 @@ read at start-up the same way, so a worker started before its database waits for
 A stream that Redis lost with its group (restarted without its data) is made again at
 once.
 
-A stop (`stop` set) ends a blocking read at once and lets the batch in flight finish.
+A stop (`stop` set) ends a blocking read at once and lets the batch in flight finish;
+the worker then leaves the group of each stream where it holds no pending entry (XGROUP
+DELCONSUMER), so that the names of workers gone do not pile up.
 """
 
 from __future__ import annotations
@@ -279,6 +281,7 @@ class StreamWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
             delay = min(delay * 2, BACKOFF_CAP)
+        await self._leave()
         return self.stats
 
     # ------------------------------------------------------------------ reading
@@ -357,6 +360,34 @@ class StreamWorker:
             entries = reply[0][1] if reply else []
             if entries:
                 await self._handle(stream, entries)
+
+    async def _leave(self) -> None:
+        """On a clean stop, this consumer leaves the group of each stream where it holds
+        no pending entry: a consumer is otherwise kept for ever, one more name per worker
+        run (hostname-pid). One that holds some stays, for a restart under its name or
+        another worker's claim. Not done when the worker is killed."""
+        for key in self.streams:
+            try:
+                consumers = await self.redis.xinfo_consumers(key, GROUP)
+                mine = [c for c in consumers if c["name"] == self.options.consumer.encode()]
+                if not mine:
+                    continue
+                if mine[0]["pending"]:  # only this worker gives it entries: none now
+                    log.info(
+                        "worker %s stays in the group of %s: it holds %d pending entries",
+                        self.options.consumer,
+                        key,
+                        mine[0]["pending"],
+                    )
+                    continue
+                await self.redis.xgroup_delconsumer(key, GROUP, self.options.consumer)
+            except RedisError as exc:
+                log.warning(
+                    "worker %s could not leave the group of %s (%s)",
+                    self.options.consumer,
+                    key,
+                    failure(exc),
+                )
 
     async def _trim(self, stream: _Stream) -> None:
         """Drops the entries that every group of the stream has acknowledged: those

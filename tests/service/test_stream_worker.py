@@ -575,6 +575,31 @@ async def test_a_stop_ends_a_blocking_read_at_once(app, settings, redis):
     assert consumer_client_name("w1") not in [c["name"] for c in await redis.client_list()]
 
 
+async def test_a_clean_stop_leaves_the_group_unless_the_consumer_holds_entries(
+    app, settings, redis
+):
+    tenant = await create_tenant("leave", preset="telco")
+    stream = stream_key(settings.redis_prefix, "leave")
+    await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+    stats = await consume(settings, redis, "leave", consumer="w1")
+    assert stats.applied == 1
+    assert await redis.xinfo_consumers(stream, GROUP) == []  # w1 read, then left
+
+    # Entries delivered to w2 and never applied (it died): a w2 that stops before it
+    # gets to them stays, for a restart under its name or another worker's claim.
+    await xadd(redis, stream, event(playerId="q", eventType="RECHARGE", value=2))
+    await redis.xreadgroup(GROUP, "w2", {stream: ">"}, count=10)
+    stop = asyncio.Event()
+    with worker_log(on=("reading", stop.set)):  # stopped as its loop begins
+        again = await asyncio.wait_for(
+            run_worker(settings, ["leave"], WorkerOptions("w2", block_ms=100), stop), 20
+        )
+    assert again.read == 0
+    consumers = await redis.xinfo_consumers(stream, GROUP)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"w2", 1)]
+    assert not await Player.filter(tenant_id=tenant.id, external_id="q").exists()
+
+
 # ------------------------------------------------------------------ the command
 
 
