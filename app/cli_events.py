@@ -299,10 +299,11 @@ def worker(
     ] = False,
 ) -> None:
     """Apply events from Redis streams `{REDIS_PREFIX}:events:{tenant}` (consumer group
-    `questline`) until SIGTERM or Ctrl-C."""
+    `questline`) until SIGTERM or Ctrl-C: the first finishes the batch in flight, a
+    second exits at once. Exit 0 after a stop; 1: stopped at once, or an unknown
+    tenant; 2: a usage error."""
     import logging
     import os
-    import signal
     import socket
 
     from app.services.stream_worker import WorkerOptions, WorkerStats, run_worker
@@ -326,28 +327,46 @@ def worker(
     else:  # a database outage: one line per try, as the worker's own, not a traceback
         logging.getLogger("asyncpg.pool").addFilter(_without_traceback)
 
-    async def work(settings: Settings) -> WorkerStats | None:
-        stop, me = asyncio.Event(), asyncio.current_task()
+    async def work(settings: Settings) -> WorkerStats:
+        stop = asyncio.Event()
 
-        def on_signal() -> None:
-            if stop.is_set() and me is not None:  # a second signal: stop at once
-                me.cancel()
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                _exit_at_once(signum)
+            console.print(
+                f"{signal.Signals(signum).name}: finishing the batch in flight "
+                "(a second signal exits at once)",
+                markup=False,
+                soft_wrap=True,
+            )
             stop.set()
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
         slugs = None if all_tenants else (tenant or ["default"])
-        try:
-            return await run_worker(settings, slugs, options, stop)
-        except asyncio.CancelledError:
-            return None
+        return await run_worker(settings, slugs, options, stop)
 
     stats = _run(work)
-    if stats is None:
-        console.print("[yellow]stopped at once: unacknowledged entries stay pending[/yellow]")
-        raise typer.Exit(1)
     console.print(f"worker {options.consumer} stopped: {stats.summary()}", soft_wrap=True)
+
+
+def _exit_at_once(signum: int) -> None:
+    """The worker's second signal: the process ends now, clean-up skipped. Cancelling
+    would wait for it, and a database that stopped answering can hold it for ever (a
+    pool's close waits for its connections, asyncio.run for every task). Nothing needs
+    undoing: unacknowledged entries stay pending in Redis for the next worker, and the
+    database rolls back a transaction whose connection is gone."""
+    import os
+    import sys
+
+    console.print(
+        f"[yellow]{signal.Signals(signum).name} again: stopped at once; unacknowledged "
+        "entries stay pending for the next worker[/yellow]",
+        soft_wrap=True,
+    )
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _without_traceback(record: Any) -> bool:

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     # Redis leaderboard sets of a closed period are kept this many days after it ends
     # (previous-period ranks read them); the record and snapshots keep the history.
     leaderboard_retention_days: int = Field(40, ge=1, le=3650)
+    # `questline worker`: how long the database work of one batch may take before the
+    # worker gives up on it and retries the batch later. A database that stops answering
+    # (a stalled connection) must not hold the worker, and its stop, for ever. A batch of
+    # 1,000 takes well under a second; applied one event at a time (a batch the database
+    # refused) a few seconds.
+    worker_db_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -12,10 +12,11 @@ up the stream. Entries a dead worker left pending are claimed after `claim_idle_
 
 Redis or the database failing: nothing is acknowledged, and the worker tries again
 after a capped backoff, starting with its own pending entries (the idempotency keys
-make that safe); one log line per try, the traceback at debug level. The tenants are
-read at start-up the same way, so a worker started before its database waits for it.
-A stream that Redis lost with its group (restarted without its data) is made again at
-once.
+make that safe); one log line per try, the traceback at debug level. The database work
+of a batch is given up after `worker_db_timeout_seconds`: a database that stops
+answering is an outage like the others. The tenants are read at start-up the same way,
+so a worker started before its database waits for it. A stream that Redis lost with
+its group (restarted without its data) is made again at once.
 
 A stop (`stop` set) ends a blocking read at once and lets the batch in flight finish;
 the worker then leaves the group of each stream where it holds no pending entry (XGROUP
@@ -28,9 +29,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -46,6 +48,8 @@ from app.services.stream_entries import Entry, SourceLookup, dead_letter, entry_
 from app.services.tenants import get_tenant
 from app.settings import Settings
 from models import Tenant
+
+T = TypeVar("T")
 
 log = logging.getLogger("questline.worker")
 
@@ -112,6 +116,48 @@ class _Stream:
     read_at: float = field(default_factory=time.monotonic)  # when `tenant` was read
 
 
+class DatabaseTimeout(TimeoutError):
+    """Database work given up after `worker_db_timeout_seconds`."""
+
+
+class Bounded:
+    """Database work, each piece in a task of its own given up after `limit` seconds.
+
+    A database that accepts and never answers (a stalled connection, packets dropped)
+    would hold the worker for ever, and its stop with it. A piece given up is cancelled
+    and not awaited: asyncpg waits for the server to take a cancellation before it lets
+    the connection go, which a stalled server never does (the pool's close terminates
+    it). Its own task also keeps Tortoise's connection context to itself: a transaction
+    cancelled as it begins leaves the context naming it, after which the task that ran
+    it can no longer close Tortoise."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._given_up: set[asyncio.Task[Any]] = set()  # referenced until they end
+
+    async def __call__(self, work: Coroutine[Any, Any, T], what: str) -> T:
+        task = asyncio.create_task(work)
+        try:
+            await asyncio.wait({task}, timeout=self.limit)
+        finally:
+            if not task.done():  # timed out, or the caller was cancelled
+                task.cancel()
+                self._given_up.add(task)
+                task.add_done_callback(_forget(self._given_up))
+        if not task.done():
+            raise DatabaseTimeout(f"the database did not answer {what} within {self.limit:g} s")
+        return task.result()
+
+
+def _forget(tasks: set[asyncio.Task[Any]]) -> Any:
+    def done(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: it was given up, its failure is not news
+
+    return done
+
+
 def failure(exc: BaseException) -> str:
     """An exception in one short line, for the log: its class and message."""
     text = " ".join(str(exc).split())
@@ -161,8 +207,8 @@ async def run_worker(
     stop: asyncio.Event,
 ) -> WorkerStats:
     """Consumes the streams of `slugs` (None: every tenant there is now) until `stop`."""
-    started = WorkerStats()
-    tenants = await _tenants(settings, slugs, stop)
+    bounded, started = Bounded(settings.worker_db_timeout_seconds), WorkerStats()
+    tenants = await _tenants(settings, slugs, bounded, stop)
     if tenants is None:  # stopped before the database answered
         return started
     name = consumer_client_name(options.consumer)
@@ -175,11 +221,11 @@ async def run_worker(
             )
             for t in tenants
         ]
-        return await StreamWorker(rt, redis, streams, options, stop).run()
+        return await StreamWorker(rt, redis, streams, options, stop, bounded).run()
 
 
 async def _tenants(
-    settings: Settings, slugs: Sequence[str] | None, stop: asyncio.Event
+    settings: Settings, slugs: Sequence[str] | None, bounded: Bounded, stop: asyncio.Event
 ) -> list[Tenant] | None:
     """The tenants to serve, read once the database answers (None: stopped before). A
     worker started before its database waits for it as it waits out an outage later:
@@ -193,7 +239,7 @@ async def _tenants(
     delay = BACKOFF_FIRST
     while not stop.is_set():
         try:
-            tenants = await read()
+            tenants = await bounded(read(), "the read of the tenants")
         except UserError:
             raise
         except Exception as exc:
@@ -223,8 +269,10 @@ class StreamWorker:
         streams: list[_Stream],
         options: WorkerOptions,
         stop: asyncio.Event,
+        bounded: Bounded | None = None,
     ) -> None:
         self.rt, self.redis, self.options, self.stop = rt, redis, options, stop
+        self.bounded = bounded or Bounded(rt.settings.worker_db_timeout_seconds)
         self.streams = {s.key: s for s in streams}
         self.stats = WorkerStats()
         self._logged = (time.monotonic(), 0)  # when progress was last logged, at which count
@@ -407,7 +455,26 @@ class StreamWorker:
 
     async def _handle(self, stream: _Stream, entries: list[Entry]) -> None:
         """Applies a batch and acknowledges it (rejected entries dead-lettered) once it
-        has committed; raises, acknowledging nothing, when it could not be applied."""
+        has committed; raises, acknowledging nothing, when it could not be applied (or
+        the database did not answer within worker_db_timeout_seconds)."""
+        done, rejects = await self.bounded(self._apply(stream, entries), "a batch")
+        async with self.redis.pipeline(transaction=True) as pipe:  # in one MULTI/EXEC
+            for index in sorted(rejects):
+                entry_id, fields = entries[index]
+                pipe.xadd(
+                    stream.rejected,
+                    dead_letter(entry_id, fields, rejects[index]),
+                    maxlen=DEAD_LETTER_MAXLEN,
+                    approximate=True,
+                )
+            pipe.xack(stream.key, GROUP, *(entry_id for entry_id, _ in entries))
+            await pipe.execute()
+        self.stats.add(done)
+
+    async def _apply(
+        self, stream: _Stream, entries: list[Entry]
+    ) -> tuple[WorkerStats, dict[int, UserError]]:
+        """The database's part of a batch: what it applied, and the entries refused."""
         await self._refresh(stream)
         done = WorkerStats(read=len(entries))
         inputs: list[EventInput] = []
@@ -434,18 +501,7 @@ class StreamWorker:
                 done.applied += 1
                 done.points += result.points
         done.rejected = len(rejects)
-        async with self.redis.pipeline(transaction=True) as pipe:  # in one MULTI/EXEC
-            for index in sorted(rejects):
-                entry_id, fields = entries[index]
-                pipe.xadd(
-                    stream.rejected,
-                    dead_letter(entry_id, fields, rejects[index]),
-                    maxlen=DEAD_LETTER_MAXLEN,
-                    approximate=True,
-                )
-            pipe.xack(stream.key, GROUP, *(entry_id for entry_id, _ in entries))
-            await pipe.execute()
-        self.stats.add(done)
+        return done, rejects
 
     async def _refresh(self, stream: _Stream) -> None:
         """The tenant's row read again now and then: an admin may change its rules."""
@@ -472,6 +528,8 @@ def _id(entry_id: bytes | str) -> tuple[int, int]:
 
 __all__ = [
     "GROUP",
+    "Bounded",
+    "DatabaseTimeout",
     "StreamWorker",
     "WorkerOptions",
     "WorkerStats",

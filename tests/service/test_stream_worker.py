@@ -909,3 +909,77 @@ async def test_the_database_away_at_start_and_later_costs_one_line_per_try(
         tenant, "RECHARGE", 2
     )
     assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 3)
+
+
+@pytest.mark.postgres
+async def test_a_stalled_database_times_the_batch_out_and_it_is_applied_once_later(
+    app, settings, redis, db_proxy
+):
+    tenant = await create_tenant("stall", preset="telco")
+    stream = stream_key(settings.redis_prefix, "stall")
+    await db_proxy.up()
+    process = await start_cli_worker(
+        settings,
+        "--tenant",
+        "stall",
+        "--consumer",
+        "w1",
+        DATABASE_URL=db_proxy.url,
+        WORKER_DB_TIMEOUT_SECONDS="1",
+    )
+    lines: list[str] = []
+    try:
+        await read_until(process, "reading", lines)
+        db_proxy.freeze()
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=4))
+        for _ in range(2):  # given up, and the retry too
+            line = await read_until(process, "did not answer a batch within 1 s", lines)
+            assert "a batch failed, not acknowledged" in line and "retrying in" in line
+        db_proxy.thaw()
+        await drained(redis, stream, within=60)
+
+        # Stalled again: a first SIGTERM stops it once the batch is given up.
+        db_proxy.freeze()
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=5))
+        await read_until(process, "did not answer a batch", lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines)
+        db_proxy.thaw()
+    assert code == 0, log
+    assert "finishing the batch in flight" in log and "Traceback" not in log, log
+    assert SUMMARY.search(log).group(2) == "1", log
+    assert await Event.filter(tenant_id=tenant.id).count() == 1
+    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 4)
+    # The second entry stays pending on w1, which stays in the group for it.
+    consumers = await redis.xinfo_consumers(stream, GROUP)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"w1", 1)]
+
+
+@pytest.mark.postgres
+async def test_a_second_signal_exits_at_once_even_with_the_database_stalled(
+    app, settings, redis, db_proxy
+):
+    await create_tenant("twice", preset="telco")
+    stream = stream_key(settings.redis_prefix, "twice")
+    await db_proxy.up()
+    process = await start_cli_worker(
+        settings, "--tenant", "twice", DATABASE_URL=db_proxy.url, WORKER_DB_TIMEOUT_SECONDS="600"
+    )
+    lines: list[str] = []
+    try:
+        await read_until(process, "reading", lines)
+        db_proxy.freeze()
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+        for _ in range(600):  # delivered: the worker waits for the database
+            if (await group_info(redis, stream))["pending"]:
+                break
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        await read_until(process, "finishing the batch in flight", lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines, within=20)
+    assert code == 1, log
+    assert "stopped at once" in log and "Traceback" not in log, log
+    assert (await group_info(redis, stream))["pending"] == 1  # for the next worker
