@@ -831,6 +831,19 @@ async def read_until(process: Any, text: str, lines: list[str], within: float = 
             return lines[-1]
 
 
+async def delivered(redis: Redis, stream: str, within: float = 30) -> None:
+    """Until an entry of the stream is pending in the group (which the worker creates
+    after it logs that it reads)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await redis.exists(stream):
+            groups = await redis.xinfo_groups(stream)
+            if any(g["name"] == GROUP.encode() and g["pending"] for g in groups):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing of {stream} was delivered within {within} s")
+
+
 async def finished(process: Any, lines: list[str], within: float = 60) -> tuple[int, str]:
     """The worker's exit status and its whole log (after the lines already read)."""
     try:
@@ -971,10 +984,7 @@ async def test_a_second_signal_exits_at_once_even_with_the_database_stalled(
         await read_until(process, "reading", lines)
         db_proxy.freeze()
         await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
-        for _ in range(600):  # delivered: the worker waits for the database
-            if (await group_info(redis, stream))["pending"]:
-                break
-            await asyncio.sleep(0.05)
+        await delivered(redis, stream)  # the worker waits for the database
         process.send_signal(signal.SIGTERM)
         await read_until(process, "finishing the batch in flight", lines)
     finally:
