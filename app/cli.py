@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from app import presets
-from app.db import orm, run_migrations
+from app.db import orm, redacted_url, run_migrations
 from app.errors import ErrorCode, UserError
 from app.settings import Settings
 from models.leaderboards import Period
@@ -82,7 +82,7 @@ def migrate() -> None:
     """Apply pending database migrations."""
     settings = _settings()
     asyncio.run(run_migrations(settings))
-    console.print(f"migrated {_redact(settings.database_url)}")
+    console.print(f"migrated {redacted_url(settings.database_url)}")
 
 
 @cli.command()
@@ -365,15 +365,6 @@ def export_schema(
 
     output.write_text(build_schema().as_str() + "\n", encoding="utf-8")
     console.print(f"wrote {output}")
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        parts = parts._replace(netloc=parts.netloc.replace(parts.password, "***"))
-    return urlunsplit(parts)
 
 
 def main() -> None:

@@ -294,11 +294,16 @@ def worker(
     claim_idle_seconds: Annotated[
         float, typer.Option(min=1, help="Take over entries pending this long elsewhere.")
     ] = 60,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log each failure with its traceback.")
+    ] = False,
 ) -> None:
     """Apply events from Redis streams `{REDIS_PREFIX}:events:{tenant}` (consumer group
-    `questline`) until SIGTERM or Ctrl-C."""
+    `questline`) until SIGTERM or Ctrl-C: the first finishes the batch in flight, a
+    second exits at once. Exit 0 after a stop; 1: stopped at once, or an unknown
+    tenant; 2: a usage error."""
+    import logging
     import os
-    import signal
     import socket
 
     from app.services.stream_worker import WorkerOptions, WorkerStats, run_worker
@@ -317,25 +322,58 @@ def worker(
         claim_idle_seconds=claim_idle_seconds,
     )
 
-    async def work(settings: Settings) -> WorkerStats | None:
-        stop, me = asyncio.Event(), asyncio.current_task()
+    if debug:
+        logging.getLogger("questline").setLevel(logging.DEBUG)
+    else:  # a database outage: one line per try, as the worker's own, not a traceback
+        logging.getLogger("asyncpg.pool").addFilter(_without_traceback)
 
-        def on_signal() -> None:
-            if stop.is_set() and me is not None:  # a second signal: stop at once
-                me.cancel()
+    async def work(settings: Settings) -> WorkerStats:
+        stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                _exit_at_once(signum)
+            console.print(
+                f"{signal.Signals(signum).name}: finishing the batch in flight "
+                "(a second signal exits at once)",
+                markup=False,
+                soft_wrap=True,
+            )
             stop.set()
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
         slugs = None if all_tenants else (tenant or ["default"])
-        try:
-            return await run_worker(settings, slugs, options, stop)
-        except asyncio.CancelledError:
-            return None
+        return await run_worker(settings, slugs, options, stop)
 
     stats = _run(work)
-    if stats is None:
-        console.print("[yellow]stopped at once: unacknowledged entries stay pending[/yellow]")
-        raise typer.Exit(1)
     console.print(f"worker {options.consumer} stopped: {stats.summary()}", soft_wrap=True)
+
+
+def _exit_at_once(signum: int) -> None:
+    """The worker's second signal: the process ends now, clean-up skipped. Cancelling
+    would wait for it, and a database that stopped answering can hold it for ever (a
+    pool's close waits for its connections, asyncio.run for every task). Nothing needs
+    undoing: unacknowledged entries stay pending in Redis for the next worker, and the
+    database rolls back a transaction whose connection is gone."""
+    import os
+    import sys
+
+    console.print(
+        f"[yellow]{signal.Signals(signum).name} again: stopped at once; unacknowledged "
+        "entries stay pending for the next worker[/yellow]",
+        soft_wrap=True,
+    )
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _without_traceback(record: Any) -> bool:
+    """A log record's exception as one line of its message instead of a traceback."""
+    if record.exc_info and record.exc_info[1] is not None:
+        from app.services.stream_worker import failure
+
+        record.msg = f"{record.getMessage()} ({failure(record.exc_info[1])})"
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True

@@ -20,6 +20,15 @@ from app.settings import Settings
 MODEL_MODULES = ["models"]
 
 
+def redacted_url(url: str) -> str:
+    """A URL fit for a log or a message: its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def database_url(settings: Settings) -> str:
     """The Tortoise URL: SQLite folders exist, and PostgreSQL gets its pool size."""
     url = settings.database_url

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # An HTTP request's body is refused (413) past this size (app.body_limit); the
     # largest legitimate one, 1,000 events with 16 KB of metadata each, is about 17 MB.
     max_request_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024)
+    # `questline worker`: how long the database work of one batch may take before the
+    # worker gives up on it and retries the batch later. A database that stops answering
+    # (a stalled connection) must not hold the worker, and its stop, for ever. A batch of
+    # 1,000 takes well under a second; applied one event at a time (a batch the database
+    # refused) a few seconds.
+    worker_db_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -12,23 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ErrorCode, UserError
 
-_ROW_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() takes '²' too
-INT_MAX = 2**31 - 1
-BIGINT_MAX = 2**63 - 1
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _EXTERNAL_ID = re.compile(r"^[^\s][^\x00-\x1f]{0,127}$")
-
-
-def row_id(value: object, *, big: bool = False) -> int | None:
-    """A row's integer id given as text (a GraphQL ID, a cursor) or as an int; None when
-    it can name no row: not ASCII digits (str.isdigit() also takes '²', which int()
-    refuses) or past its column's range (an int column, or a bigint one when `big`;
-    PostgreSQL would refuse the parameter)."""
-    text = str(value)
-    if _ROW_ID.fullmatch(text) is None:
-        return None
-    number = int(text)
-    return number if number <= (BIGINT_MAX if big else INT_MAX) else None
 
 
 def holds_nul(value: Any) -> bool:
@@ -101,3 +86,21 @@ def time_ordered_ids(now: datetime, count: int) -> list[uuid.UUID]:
         rand = int.from_bytes(raw[start : start + 10], "big")
         ids.append(uuid.UUID(int=head | ((rand >> 62) & 0xFFF) << 64 | (rand & ((1 << 62) - 1))))
     return ids
+
+
+# Serial ids: IntField columns are 32-bit on PostgreSQL, BigIntField ones 64-bit.
+MAX_INT_ID = 2**31 - 1
+MAX_BIGINT_ID = 2**63 - 1
+
+
+def id_number(value: str | int, limit: int = MAX_BIGINT_ID) -> int | None:
+    """The row id that a text (a GraphQL ID, a cursor, a stream field) names, or None
+    when it names none: ASCII digits only, at most `limit` (the column's range; a larger
+    number must not reach PostgreSQL, which refuses the parameter). `str.isdigit()` is
+    not that test: it takes '²', which int() refuses, and int() reads other scripts'
+    digits (ARABIC-INDIC DIGIT ONE is 1) and refuses more than 4,300 digits."""
+    text = str(value)
+    if not (text.isascii() and text.isdecimal()) or len(text) > len(str(limit)):
+        return None
+    number = int(text)
+    return number if number <= limit else None

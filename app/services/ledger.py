@@ -28,7 +28,7 @@ from app.engine.points import cents
 from app.engine.streaks import StreakState
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
-from app.services.common import row_id, zone
+from app.services.common import id_number, zone
 from app.services.ingest_rows import ScoreTotal
 from app.services.ingest_store import IngestStore
 from app.services.players import boards_channel, player_channel, require_player
@@ -132,9 +132,10 @@ async def transactions_page(
     query = PointTransaction.filter(player_id=player.id)
     if after:
         (last_id,) = decode_cursor(after, 1)
-        if (before := row_id(last_id, big=True)) is None:
+        number = id_number(last_id)
+        if number is None:
             raise UserError(ErrorCode.INVALID, "invalid cursor", "after")
-        query = query.filter(id__lt=before)
+        query = query.filter(id__lt=number)
     rows = await query.order_by("-id").limit(first + 1)
     return rows[:first], len(rows) > first
 

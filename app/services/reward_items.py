@@ -14,7 +14,7 @@ from tortoise.transactions import in_transaction
 
 from app.engine import rewards as rules
 from app.errors import ErrorCode, UserError
-from app.services.common import row_id
+from app.services.common import MAX_INT_ID, id_number
 from app.services.ledger import parse_amount
 from models import RewardCategory, RewardCode, RewardItem, Tenant
 
@@ -149,8 +149,9 @@ async def items_by_ids(tenant_id: int, ids: Sequence[int]) -> dict[int, RewardIt
 
 async def require_item(tenant: Tenant, reward_id: str | int, field: str = "rewardId") -> RewardItem:
     item = None
-    if (pk := row_id(reward_id)) is not None:
-        item = await RewardItem.get_or_none(id=pk, tenant_id=tenant.id)
+    number = id_number(reward_id, MAX_INT_ID)
+    if number is not None:
+        item = await RewardItem.get_or_none(id=number, tenant_id=tenant.id)
     if item is None:
         raise UserError(ErrorCode.NOT_FOUND, f"no reward {reward_id!r}", field)
     return item

@@ -25,7 +25,7 @@ from tortoise.transactions import in_transaction
 from app.engine import rewards as rules
 from app.errors import ErrorCode, Forbidden, UserError
 from app.runtime import Runtime
-from app.services.common import row_id
+from app.services.common import id_number
 from app.services.ledger import (
     ZERO,
     WalletView,
@@ -385,8 +385,9 @@ async def issue_locked(
 
 async def require_redemption(tenant: Tenant, redemption_id: str | int) -> Redemption:
     row = None
-    if (pk := row_id(redemption_id)) is not None:
-        row = await Redemption.get_or_none(id=pk, tenant_id=tenant.id)
+    number = id_number(redemption_id)
+    if number is not None:
+        row = await Redemption.get_or_none(id=number, tenant_id=tenant.id)
     if row is None:
         raise UserError(ErrorCode.NOT_FOUND, f"no redemption {redemption_id!r}", "id")
     return row

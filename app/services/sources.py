@@ -9,12 +9,12 @@ from typing import Any
 from app.engine.mapping import MappingError, normalize, validate_mapping
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
+from app.services.common import MAX_INT_ID, id_number
 from app.services.ingest import EventInput, Outcome, record_event
 from models import DataSource, Tenant
 
 SOURCE_TYPES = ("cdr", "billing", "crm", "app", "network", "custom")
 SYNC_FREQUENCIES = ("realtime", "hourly", "daily", "weekly")
-MAX_SOURCE_ID = 2**31 - 1
 EPOCH_MILLIS_FROM = Decimal(10) ** 11
 
 
@@ -83,9 +83,10 @@ async def find_source(tenant: Tenant, source_id: str | None, source_type: str | 
     if source_id is not None:
         # Ids are 32-bit on PostgreSQL: a larger one names no source (and must not reach
         # the database, which would refuse the parameter).
-        if not str(source_id).isdigit() or int(source_id) > MAX_SOURCE_ID:
+        number = id_number(source_id, MAX_INT_ID)
+        if number is None:
             raise UserError(ErrorCode.NOT_FOUND, f"no data source {source_id!r}", "sourceId")
-        source = await DataSource.get_or_none(tenant_id=tenant.id, id=int(source_id))
+        source = await DataSource.get_or_none(tenant_id=tenant.id, id=number)
         if source is None:
             raise UserError(ErrorCode.NOT_FOUND, f"no data source {source_id!r}", "sourceId")
     elif source_type is not None:

@@ -5,6 +5,7 @@ An entry has either `event`, a JSON object with recordEvent's input names, or `s
 `record`, a raw JSON record that the source's mapping turns into an event, with an
 optional `idempotencyKey` (as normalizeEvent). An event without an idempotency key of
 its own (given, or the record's id through its mapping) gets `stream:{entry id}`.
+Every field is UTF-8 text; the JSON ones may start with a byte order mark.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class SourceLookup:
 
     async def get(self, name: str) -> DataSource:
         if name not in self._found:
-            by_id = name.isdigit()
+            # ASCII digits: an id (find_source checks its range); anything else, '²'
+            # included, a type.
+            by_id = name.isascii() and name.isdecimal()
             try:
                 self._found[name] = await find_source(
                     self.tenant, name if by_id else None, None if by_id else name
@@ -58,14 +61,14 @@ async def entry_input(
                 "(an event's idempotencyKey goes inside it)",
                 "event",
             )
-        data = event_json.parse_json(event, "event")
+        data = event_json.parse_json(_json_text(event, "event"), "event")
         try:
             item = event_json.event_input(data)
         except UserError as exc:
             raise exc.at("event") from None
         at = "event"
     elif source is not None and record is not None:
-        raw = event_json.parse_json(record, "record")
+        raw = event_json.parse_json(_json_text(record, "record"), "record")
         found = await sources.get(_text(source, "source"))
         try:
             item = to_event_input(found, raw, _text(key, "idempotencyKey") if key else None)
@@ -81,11 +84,26 @@ async def entry_input(
     return at, item
 
 
-def _text(raw: bytes, field: str) -> str:
+def _utf8(raw: bytes, field: str) -> str:
     try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise UserError(ErrorCode.INVALID, f"{field} is not UTF-8 text", field) from None
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            ErrorCode.INVALID,
+            f"{field} is not valid UTF-8: byte 0x{raw[exc.start]:02x} at position {exc.start}",
+            field,
+        ) from None
+
+
+def _json_text(raw: bytes, field: str) -> str:
+    """A JSON field's text: UTF-8, as JSON exchanged between systems is (RFC 8259), a
+    byte order mark ignored. Not json.loads(bytes): it guesses UTF-16 or -32 from the
+    first bytes and then reports "Expecting value" for what is in fact bad UTF-8."""
+    return _utf8(raw, field).removeprefix("\ufeff")
+
+
+def _text(raw: bytes, field: str) -> str:
+    text = _utf8(raw, field)
     if "\x00" in text:
         raise UserError(ErrorCode.INVALID, f"{field} contains a NUL character", field)
     return text

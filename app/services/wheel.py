@@ -22,7 +22,7 @@ from app.engine import rewards as rules
 from app.engine.outcome import PlayerState, apply_award
 from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
-from app.services.common import row_id, zone
+from app.services.common import MAX_INT_ID, id_number, zone
 from app.services.ledger import (
     ZERO,
     WalletView,
@@ -123,11 +123,12 @@ async def configure_wheel(
     for index, prize in enumerate(prizes):
         reward_id = prize.get("rewardId")
         if isinstance(reward_id, str):
-            if (pk := row_id(reward_id)) is None:
+            number = id_number(reward_id, MAX_INT_ID)
+            if number is None:
                 raise UserError(
                     ErrorCode.NOT_FOUND, f"no reward {reward_id!r}", ["prizes", str(index)]
                 )
-            prizes[index] = prize = {**prize, "rewardId": pk}
+            prizes[index] = prize = {**prize, "rewardId": number}
         if isinstance(prize.get("points"), float):  # exact cents, not binary fractions
             prizes[index] = {**prize, "points": Decimal(str(prize["points"]))}
     parsed = rules.parse_wheel(

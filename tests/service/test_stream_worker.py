@@ -9,7 +9,9 @@ Each test has its own key prefix and deletes its keys afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 import shutil
 import signal
@@ -18,6 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -28,6 +31,7 @@ from app.services.stream_worker import (
     GROUP,
     WorkerOptions,
     WorkerStats,
+    consumer_client_name,
     rejected_key,
     run_worker,
     stream_key,
@@ -35,7 +39,7 @@ from app.services.stream_worker import (
 from app.services.tenants import create_tenant
 from models import DataSource, Event, Player, PointTransaction, Tenant, Wallet
 from tests.api.test_live import POINTS, wait_for_subscribers
-from tests.conftest import REDIS_URL, RUN_ID, delete_redis_keys, gql, make_settings
+from tests.conftest import REDIS_URL, RUN_ID, delete_redis_keys, free_port, gql, make_settings
 from tests.service.test_cli import start_questline
 from tests.wsclient import GraphQLWebSocket
 
@@ -264,6 +268,69 @@ async def test_a_bad_entry_is_dead_lettered_with_its_code_and_the_rest_applies(
     assert (await group_info(redis, stream))["pending"] == 0
 
 
+async def test_a_source_written_in_other_digits_is_an_unknown_source_and_the_rest_applies(
+    app, settings, redis
+):
+    """'²' passes str.isdigit() and int() refuses it; int() reads ARABIC-INDIC DIGIT ONE
+    as 1, the id of a source this tenant has. Each is an unknown source, not an id, and
+    the stream goes on."""
+    tenant = await create_tenant("digits", preset="telco")
+    cdr = await DataSource.get(tenant_id=tenant.id, source_type="cdr")
+    assert cdr.id == 1
+    stream = stream_key(settings.redis_prefix, "digits")
+    call = json.dumps({"customer_id": "x", "call_type": "outgoing", "duration": 60})
+    ids = await xadd(
+        redis,
+        stream,
+        {"source": "²", "record": call},
+        {"source": "\u0661", "record": call},
+        event(playerId="after", eventType="RECHARGE", value=3),
+    )
+    stats = await consume(settings, redis, "digits")
+
+    assert (stats.read, stats.applied, stats.rejected) == (3, 1, 2)
+    assert await balance(tenant, "after") == rule_points(tenant, "RECHARGE", 3)
+    assert not await Player.filter(tenant_id=tenant.id, external_id="x").exists()
+    letters = await redis.xrange(rejected_key(settings.redis_prefix, "digits"))
+    got = [(f[b"entry"].decode(), f[b"code"], f[b"field"]) for _, f in letters]
+    assert got == [(ids[0], b"NOT_FOUND", b"source"), (ids[1], b"NOT_FOUND", b"source")]
+
+
+async def test_a_payload_that_is_not_utf8_is_rejected_as_such(app, settings, redis):
+    """Not "Expecting value": json.loads, given bytes, guesses UTF-16 from b'\\xff\\xfe'."""
+    tenant = await create_tenant("bytes", preset="telco")
+    stream = stream_key(settings.redis_prefix, "bytes")
+    good = json.dumps({"playerId": "p", "eventType": "RECHARGE", "value": 2}).encode()
+    record = json.dumps({"customer_id": "x", "call_type": "outgoing", "duration": 60})
+    latin1 = good[:-1] + b', "category": "caf\xe9"}'  # Latin-1, not UTF-8
+    cut = record.encode()[:-1] + b', "x": "\xc3"}'  # a character cut short
+    ids = await xadd(
+        redis,
+        stream,
+        {"event": b"\xff\xfe" + good},
+        {"event": latin1},
+        {"source": "cdr", "record": cut},
+        {"event": b"\xef\xbb\xbf" + good},  # a UTF-8 byte order mark: still UTF-8
+    )
+    stats = await consume(settings, redis, "bytes")
+
+    assert (stats.read, stats.applied, stats.rejected) == (4, 1, 3)
+    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 2)
+    letters = await redis.xrange(rejected_key(settings.redis_prefix, "bytes"))
+    got = [(f[b"entry"].decode(), f[b"code"], f[b"field"]) for _, f in letters]
+    assert got == [
+        (ids[0], b"INVALID", b"event"),
+        (ids[1], b"INVALID", b"event"),
+        (ids[2], b"INVALID", b"record"),
+    ]
+    messages = [f[b"message"].decode() for _, f in letters]
+    assert messages == [
+        "event is not valid UTF-8: byte 0xff at position 0",
+        f"event is not valid UTF-8: byte 0xe9 at position {latin1.index(0xE9)}",
+        f"record is not valid UTF-8: byte 0xc3 at position {cut.index(0xC3)}",
+    ]
+
+
 async def test_an_entry_applied_but_not_acknowledged_comes_back_as_a_duplicate(
     app, settings, redis
 ):
@@ -405,6 +472,132 @@ async def test_the_worker_waits_for_redis_and_loses_nothing(app, settings):
             own.stop()
     assert stats.applied == 1
     assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 9)
+
+
+# ------------------------------------------------------------------ Redis losing its data, stopping
+
+
+class LogLines(logging.Handler):
+    """The worker's log messages; `on` calls a function at the first message holding
+    a text."""
+
+    def __init__(self, on: tuple[str, Any] | None = None) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.on = on
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if self.on is not None and self.on[0] in self.lines[-1]:
+            self.on[1]()
+            self.on = None
+
+
+@contextlib.contextmanager
+def worker_log(on: tuple[str, Any] | None = None) -> Any:
+    logger, handler = logging.getLogger("questline.worker"), LogLines(on)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+async def test_a_stream_redis_lost_with_its_group_is_made_again_at_once(app, settings):
+    """Redis restarted without its data: the worker's next read gets NOGROUP. It makes
+    the stream and its group again there and then, not after a backoff."""
+    from tests.api.test_redis_restart import OwnRedis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is needed to start a Redis of this test's own")
+    tenant = await create_tenant("lost", preset="telco")
+    own = OwnRedis()
+    own.start()
+    mine = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{own.port}/0"})
+    stream = stream_key(settings.redis_prefix, "lost")
+    stop = asyncio.Event()
+    with worker_log() as log:
+        task = asyncio.create_task(
+            run_worker(mine, ["lost"], WorkerOptions("w", block_ms=100), stop)
+        )
+        try:
+            async with Redis.from_url(mine.redis_url) as redis:
+                await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+                await drained(redis, stream, task)
+            own.stop()
+            own.start()  # empty: neither the stream nor its group
+            async with Redis.from_url(mine.redis_url) as redis:
+                await xadd(redis, stream, event(playerId="q", eventType="RECHARGE", value=2))
+                await drained(redis, stream, task)
+        finally:
+            stop.set()
+            try:
+                stats = await asyncio.wait_for(task, 20)
+            finally:
+                own.stop()
+    assert stats.applied == 2
+    assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 2)
+    assert any("creating them again" in line for line in log.lines), log.lines
+    assert not [line for line in log.lines if "NOGROUP" in line and "retrying" in line]
+
+
+async def blocked_in_read(redis: Redis, consumer: str, task: Any) -> None:
+    """Until the worker's stream client waits in XREADGROUP (CLIENT LIST: flag b)."""
+    name = consumer_client_name(consumer)
+    for _ in range(600):
+        if task.done():
+            task.result()
+            raise AssertionError("the worker stopped by itself")
+        for client in await redis.client_list():
+            if client["name"] == name and client["cmd"] == "xreadgroup" and "b" in client["flags"]:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never blocked in XREADGROUP")
+
+
+async def test_a_stop_ends_a_blocking_read_at_once(app, settings, redis):
+    await create_tenant("block", preset="telco")
+    stream = stream_key(settings.redis_prefix, "block")
+    stop = asyncio.Event()
+    options = WorkerOptions("w1", block_ms=60_000)
+    task = asyncio.create_task(run_worker(settings, ["block"], options, stop))
+    try:
+        await blocked_in_read(redis, "w1", task)
+    finally:
+        stop.set()
+    stats = await asyncio.wait_for(task, 20)  # not the minute the read would wait
+    assert stats.read == 0
+    # Nothing was left delivered and unhandled, and its connection is gone.
+    assert (await group_info(redis, stream))["pending"] == 0
+    assert consumer_client_name("w1") not in [c["name"] for c in await redis.client_list()]
+
+
+async def test_a_clean_stop_leaves_the_group_unless_the_consumer_holds_entries(
+    app, settings, redis
+):
+    tenant = await create_tenant("leave", preset="telco")
+    stream = stream_key(settings.redis_prefix, "leave")
+    await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+    stats = await consume(settings, redis, "leave", consumer="w1")
+    assert stats.applied == 1
+    assert await redis.xinfo_consumers(stream, GROUP) == []  # w1 read, then left
+
+    # Entries delivered to w2 and never applied (it died): a w2 that stops before it
+    # gets to them stays, for a restart under its name or another worker's claim.
+    await xadd(redis, stream, event(playerId="q", eventType="RECHARGE", value=2))
+    await redis.xreadgroup(GROUP, "w2", {stream: ">"}, count=10)
+    stop = asyncio.Event()
+    with worker_log(on=("reading", stop.set)):  # stopped as its loop begins
+        again = await asyncio.wait_for(
+            run_worker(settings, ["leave"], WorkerOptions("w2", block_ms=100), stop), 20
+        )
+    assert again.read == 0
+    consumers = await redis.xinfo_consumers(stream, GROUP)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"w2", 1)]
+    assert not await Player.filter(tenant_id=tenant.id, external_id="q").exists()
 
 
 # ------------------------------------------------------------------ the command
@@ -551,3 +744,252 @@ async def test_an_entry_the_database_refuses_is_dead_lettered_alone(app, setting
     (letter,) = await redis.xrange(rejected_key(settings.redis_prefix, "poison"))
     assert letter[1][b"entry"].decode() == ids[1] and letter[1][b"code"] == b"INVALID"
     await ledger_matches(tenant.id)
+
+
+# ------------------------------------------------------------------ a database away or stalled
+
+
+class DatabaseProxy:
+    """A TCP proxy in front of the test's PostgreSQL, for a worker process to go through:
+    down (connections refused, those open cut), or frozen (connections accepted, nothing
+    forwarded either way: a database that stalls). The machine's server is never
+    touched. Its URL carries a password (the real one, or one the server's trust
+    authentication ignores) that the worker must never print."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.port = free_port()
+        self.password = parts.password or "proxy-secret-pw"
+        netloc = f"{parts.username or 'postgres'}:{self.password}@127.0.0.1:{self.port}"
+        self.url = urlunsplit(parts._replace(netloc=netloc))
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._server: asyncio.Server | None = None
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for transport in self._transports:
+            transport.abort()
+        self._transports.clear()
+
+    def freeze(self) -> None:
+        self.flowing.clear()
+
+    def thaw(self) -> None:
+        self.flowing.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._transports.add(writer.transport)
+        try:
+            await self.flowing.wait()
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._transports.add(up_writer.transport)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self.flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.transport.abort()
+
+
+@pytest.fixture
+async def db_proxy(settings: Any) -> Any:
+    proxy = DatabaseProxy(settings.database_url)
+    yield proxy
+    proxy.thaw()
+    proxy.down()
+
+
+async def read_until(process: Any, text: str, lines: list[str], within: float = 60) -> str:
+    """The worker's log lines (kept in `lines`) up to the first that holds `text`."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            raw = await asyncio.wait_for(process.stderr.readline(), max(left, 0.01))
+        except TimeoutError:
+            raise AssertionError(f"no line with {text!r} within {within} s: {lines}") from None
+        assert raw, f"the worker exited: {''.join(lines)}"
+        lines.append(raw.decode())
+        if text in lines[-1]:
+            return lines[-1]
+
+
+async def delivered(redis: Redis, stream: str, within: float = 30) -> None:
+    """Until an entry of the stream is pending in the group (which the worker creates
+    after it logs that it reads)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if await redis.exists(stream):
+            groups = await redis.xinfo_groups(stream)
+            if any(g["name"] == GROUP.encode() and g["pending"] for g in groups):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing of {stream} was delivered within {within} s")
+
+
+async def finished(process: Any, lines: list[str], within: float = 60) -> tuple[int, str]:
+    """The worker's exit status and its whole log (after the lines already read)."""
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), within)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"the worker did not exit within {within} s: {lines}") from None
+    return process.returncode, "".join(lines) + err.decode()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+async def test_started_without_its_database_the_worker_waits_one_line_per_try(settings, debug):
+    """Nothing listens at the database's address: no traceback of 126 lines and exit 1,
+    but a line per try until it answers or a stop (--debug: with the traceback)."""
+    url = f"postgres://questline:hidden-pw@127.0.0.1:{free_port()}/questline"
+    flags = ["--debug"] if debug else []
+    process = await start_cli_worker(settings, *flags, DATABASE_URL=url)
+    lines: list[str] = []
+    try:
+        for _ in range(2):
+            line = await read_until(process, "unavailable", lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines)
+    assert code == 0, log
+    assert line.startswith("WARNING questline.worker: database postgres://questline:***@127.")
+    assert "(ConnectionRefusedError: [Errno 111] Connect call failed" in line
+    assert "retrying in 1.0 s" in line and "DATABASE_URL" in line
+    assert "hidden-pw" not in log
+    assert ("Traceback" in log) is debug, log
+    assert SUMMARY.search(log), log
+
+
+@pytest.mark.postgres
+async def test_the_database_away_at_start_and_later_costs_one_line_per_try(
+    app, settings, redis, db_proxy
+):
+    """Started before its database, the worker waits for it as it rides out an outage
+    later: one line per try (what failed, the URL without its password, the next
+    delay), no traceback, nothing lost."""
+    tenant = await create_tenant("away", preset="telco")
+    stream = stream_key(settings.redis_prefix, "away")
+    process = await start_cli_worker(settings, "--tenant", "away", DATABASE_URL=db_proxy.url)
+    lines: list[str] = []
+    try:
+        for _ in range(2):
+            line = await read_until(process, "unavailable", lines)
+            assert "retrying in" in line and "DATABASE_URL" in line, line
+        assert f":***@127.0.0.1:{db_proxy.port}/" in line
+        await db_proxy.up()
+        await read_until(process, "reading", lines)
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+        await drained(redis, stream)
+
+        db_proxy.down()
+        await xadd(
+            redis,
+            stream,
+            event(playerId="p", eventType="RECHARGE", value=2),
+            event(playerId="q", eventType="RECHARGE", value=3),
+        )
+        for _ in range(2):
+            line = await read_until(process, "a batch failed, not acknowledged", lines)
+            assert "retrying in" in line, line
+        await db_proxy.up()
+        await drained(redis, stream, within=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines)
+    assert code == 0, log
+    assert "Traceback" not in log and '  File "' not in log, log
+    assert db_proxy.password not in log
+    assert SUMMARY.search(log).group(2) == "3", log
+    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 1) + rule_points(
+        tenant, "RECHARGE", 2
+    )
+    assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 3)
+
+
+@pytest.mark.postgres
+async def test_a_stalled_database_times_the_batch_out_and_it_is_applied_once_later(
+    app, settings, redis, db_proxy
+):
+    tenant = await create_tenant("stall", preset="telco")
+    stream = stream_key(settings.redis_prefix, "stall")
+    await db_proxy.up()
+    process = await start_cli_worker(
+        settings,
+        "--tenant",
+        "stall",
+        "--consumer",
+        "w1",
+        DATABASE_URL=db_proxy.url,
+        WORKER_DB_TIMEOUT_SECONDS="1",
+    )
+    lines: list[str] = []
+    try:
+        await read_until(process, "reading", lines)
+        db_proxy.freeze()
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=4))
+        for _ in range(2):  # given up, and the retry too
+            line = await read_until(process, "did not answer a batch within 1 s", lines)
+            assert "a batch failed, not acknowledged" in line and "retrying in" in line
+        db_proxy.thaw()
+        await drained(redis, stream, within=60)
+
+        # Stalled again: a first SIGTERM stops it once the batch is given up.
+        db_proxy.freeze()
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=5))
+        await read_until(process, "did not answer a batch", lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines)
+        db_proxy.thaw()
+    assert code == 0, log
+    assert "finishing the batch in flight" in log and "Traceback" not in log, log
+    assert SUMMARY.search(log).group(2) == "1", log
+    assert await Event.filter(tenant_id=tenant.id).count() == 1
+    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 4)
+    # The second entry stays pending on w1, which stays in the group for it.
+    consumers = await redis.xinfo_consumers(stream, GROUP)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"w1", 1)]
+
+
+@pytest.mark.postgres
+async def test_a_second_signal_exits_at_once_even_with_the_database_stalled(
+    app, settings, redis, db_proxy
+):
+    await create_tenant("twice", preset="telco")
+    stream = stream_key(settings.redis_prefix, "twice")
+    await db_proxy.up()
+    process = await start_cli_worker(
+        settings, "--tenant", "twice", DATABASE_URL=db_proxy.url, WORKER_DB_TIMEOUT_SECONDS="600"
+    )
+    lines: list[str] = []
+    try:
+        await read_until(process, "reading", lines)
+        db_proxy.freeze()
+        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
+        await delivered(redis, stream)  # the worker waits for the database
+        process.send_signal(signal.SIGTERM)
+        await read_until(process, "finishing the batch in flight", lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, log = await finished(process, lines, within=20)
+    assert code == 1, log
+    assert "stopped at once" in log and "Traceback" not in log, log
+    assert (await group_info(redis, stream))["pending"] == 1  # for the next worker

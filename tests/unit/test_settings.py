@@ -18,9 +18,18 @@ def test_defaults_are_the_embedded_dev_setup(monkeypatch):
 def test_environment_variables_are_read(monkeypatch):
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("DB_POOL_SIZE", "33")
+    monkeypatch.setenv("WORKER_DB_TIMEOUT_SECONDS", "2.5")
     settings = Settings(_env_file=None)
     assert settings.allowed_origins == ["https://a.example", "https://b.example"]
     assert settings.db_pool_size == 33
+    assert settings.worker_db_timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "3601", "soon"])
+def test_the_worker_database_timeout_is_a_positive_number_of_seconds(monkeypatch, seconds):
+    monkeypatch.setenv("WORKER_DB_TIMEOUT_SECONDS", seconds)
+    with pytest.raises(ValueError, match="worker_db_timeout_seconds"):
+        Settings(_env_file=None)
 
 
 @pytest.mark.parametrize("secret", [None, "questline-dev-secret-change-me", "short"])
