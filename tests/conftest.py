@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -357,14 +357,24 @@ class QueryLog(logging.Handler):
         self.statements.append((str(sql), values))
 
 
+_Handler = TypeVar("_Handler", bound=logging.Handler)
+
+
+@contextmanager
+def capturing(logger_name: str, handler: _Handler) -> Iterator[_Handler]:
+    """`handler` on the logger, at DEBUG, for the block; the logger as it was after."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 @contextmanager
 def logged_queries() -> Iterator[QueryLog]:
-    logger = logging.getLogger("tortoise.db_client")
-    log, previous = QueryLog(), logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(log)
-    try:
+    with capturing("tortoise.db_client", QueryLog()) as log:
         yield log
-    finally:
-        logger.removeHandler(log)
-        logger.setLevel(previous)

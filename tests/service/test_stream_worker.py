@@ -9,28 +9,18 @@ Each test has its own key prefix and deletes its keys afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
-import re
 import shutil
-import signal
-import socket
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
 
-from app.engine.outcome import EventFacts, PlayerFacts, PlayerState, apply_event
-from app.services.rules import rules_for
 from app.services.stream_worker import (
     GROUP,
     WorkerOptions,
-    WorkerStats,
     consumer_client_name,
     rejected_key,
     run_worker,
@@ -39,136 +29,32 @@ from app.services.stream_worker import (
 from app.services.tenants import create_tenant
 from models import DataSource, Event, Player, PointTransaction, Tenant, Wallet
 from tests.api.test_live import POINTS, wait_for_subscribers
-from tests.conftest import REDIS_URL, RUN_ID, delete_redis_keys, free_port, gql, make_settings
-from tests.service.test_cli import start_questline
+from tests.conftest import gql
+from tests.service.stream_helpers import (
+    NORMALIZE,
+    RECORD,
+    SUMMARY,
+    balance,
+    consume,
+    drained,
+    event,
+    events_by_player,
+    group_info,
+    needs_redis,
+    redis_fixture,
+    rule_points,
+    settings_fixture,
+    start_cli_worker,
+    stop_cli_worker,
+    stopped,
+    wait_until_reading,
+    worker_log,
+    xadd,
+)
 from tests.wsclient import GraphQLWebSocket
 
-
-def _reachable_redis() -> str:
-    if REDIS_URL:
-        return REDIS_URL
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as conn:
-            conn.sendall(b"PING\r\n")
-            if conn.recv(16).startswith(b"+PONG"):
-                return "redis://127.0.0.1:6379/0"
-    except OSError:
-        pass
-    return ""
-
-
-WORKER_REDIS = _reachable_redis()
-pytestmark = pytest.mark.skipif(
-    not WORKER_REDIS, reason="needs Redis: REDIS_URL is unset and none answers at 127.0.0.1:6379"
-)
-
-RECORD = """mutation($input: RecordEventInput!) { recordEvent(input: $input) {
-  outcome { pointsAwarded wallet { balance } } errors { code message } } }"""
-NORMALIZE = """mutation($input: NormalizeEventInput!) { normalizeEvent(input: $input) {
-  outcome { pointsAwarded wallet { balance } } errors { code message } } }"""
-SUMMARY = re.compile(
-    r"stopped: (\d+) entries read: (\d+) applied, (\d+) duplicates, (\d+) rejected; "
-    r"(-?[\d.]+) points awarded in [\d.]+ s"
-)
-
-
-@pytest.fixture
-def settings(database_url: str) -> Any:
-    """The suite's settings with Redis (found as above) and a prefix of this test's own."""
-    prefix = f"qltest-{RUN_ID}-{uuid.uuid4().hex[:6]}"
-    yield make_settings(database_url, redis_url=WORKER_REDIS, redis_prefix=prefix)
-    delete_redis_keys(WORKER_REDIS, f"{prefix}:*")
-
-
-@pytest.fixture
-async def redis(settings: Any) -> Any:
-    client = Redis.from_url(settings.redis_url)
-    yield client
-    await client.aclose()
-
-
-def event(**fields: Any) -> dict[str, str]:
-    return {"event": json.dumps(fields)}
-
-
-async def xadd(redis: Redis, key: str, *entries: dict[str, str]) -> list[str]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for fields in entries:
-            pipe.xadd(key, fields)
-        return [entry_id.decode() for entry_id in await pipe.execute()]
-
-
-async def group_info(redis: Redis, key: str) -> dict[str, Any]:
-    (info,) = [g for g in await redis.xinfo_groups(key) if g["name"] == GROUP.encode()]
-    return info
-
-
-async def drained(redis: Redis, key: str, task: Any = None, within: float = 30.0) -> None:
-    """Every entry of the stream delivered to the group and acknowledged."""
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if task is not None and task.done():
-            task.result()
-            raise AssertionError("the worker stopped by itself")
-        if await redis.exists(key) and await redis.xinfo_groups(key):
-            info = await group_info(redis, key)
-            last = (await redis.xinfo_stream(key))["last-generated-id"]
-            if info["pending"] == 0 and info["last-delivered-id"] == last:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{key} was not drained within {within} s")
-
-
-async def consume(
-    settings: Any, redis: Redis, slug: str, consumer: str = "w1", **options: Any
-) -> WorkerStats:
-    """A worker in this process until the tenant's stream is drained, then stopped."""
-    stop = asyncio.Event()
-    opts = WorkerOptions(consumer, **{"block_ms": 100, **options})
-    task = asyncio.create_task(run_worker(settings, [slug], opts, stop))
-    try:
-        await drained(redis, stream_key(settings.redis_prefix, slug), task)
-    finally:
-        stop.set()
-    return await asyncio.wait_for(task, 20)
-
-
-def rule_points(tenant: Tenant, event_type: str, value: float) -> Decimal:
-    """What the tenant's preset rules give a new player for this event."""
-    facts = EventFacts(event_type, Decimal(str(value)), datetime.now(UTC).date())
-    result = apply_event(
-        rules_for(tenant), PlayerState(), facts, PlayerFacts(), earned_on_day=Decimal(0)
-    )
-    return result.points
-
-
-async def events_by_player(tenant: Tenant) -> dict[str, Event]:
-    rows = await Event.filter(tenant_id=tenant.id).prefetch_related("player")
-    return {row.player.external_id: row for row in rows}
-
-
-async def balance(tenant: Tenant, player: str) -> Decimal:
-    return (await Wallet.get(player__tenant_id=tenant.id, player__external_id=player)).balance
-
-
-async def start_cli_worker(settings: Any, *args: str, **env: str) -> Any:
-    return await start_questline(settings, "worker", *args, **env)
-
-
-async def wait_until_reading(process: Any) -> list[str]:
-    """The worker's log up to the line that says it reads its streams."""
-    lines: list[str] = []
-    while not lines or "reading" not in lines[-1]:
-        raw = await asyncio.wait_for(process.stderr.readline(), 30)
-        assert raw, f"the worker exited: {''.join(lines)}"
-        lines.append(raw.decode())
-    return lines
-
-
-async def stop_cli_worker(process: Any) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
-    return process.returncode, err.decode()
+pytestmark = needs_redis
+FIXTURES = (settings_fixture, redis_fixture)  # `settings` and `redis`, for the tests below
 
 
 # ------------------------------------------------------------------ applying entries
@@ -465,45 +351,12 @@ async def test_the_worker_waits_for_redis_and_loses_nothing(app, settings):
         finally:
             await redis.aclose()
     finally:
-        stop.set()
-        try:
-            stats = await asyncio.wait_for(task, 20)
-        finally:
-            own.stop()
+        stats = await stopped(task, stop, own)
     assert stats.applied == 1
     assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 9)
 
 
 # ------------------------------------------------------------------ Redis losing its data, stopping
-
-
-class LogLines(logging.Handler):
-    """The worker's log messages; `on` calls a function at the first message holding
-    a text."""
-
-    def __init__(self, on: tuple[str, Any] | None = None) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.on = on
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        if self.on is not None and self.on[0] in self.lines[-1]:
-            self.on[1]()
-            self.on = None
-
-
-@contextlib.contextmanager
-def worker_log(on: tuple[str, Any] | None = None) -> Any:
-    logger, handler = logging.getLogger("questline.worker"), LogLines(on)
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 async def test_a_stream_redis_lost_with_its_group_is_made_again_at_once(app, settings):
@@ -533,11 +386,7 @@ async def test_a_stream_redis_lost_with_its_group_is_made_again_at_once(app, set
                 await xadd(redis, stream, event(playerId="q", eventType="RECHARGE", value=2))
                 await drained(redis, stream, task)
         finally:
-            stop.set()
-            try:
-                stats = await asyncio.wait_for(task, 20)
-            finally:
-                own.stop()
+            stats = await stopped(task, stop, own)
     assert stats.applied == 2
     assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 2)
     assert any("creating them again" in line for line in log.lines), log.lines
@@ -744,252 +593,3 @@ async def test_an_entry_the_database_refuses_is_dead_lettered_alone(app, setting
     (letter,) = await redis.xrange(rejected_key(settings.redis_prefix, "poison"))
     assert letter[1][b"entry"].decode() == ids[1] and letter[1][b"code"] == b"INVALID"
     await ledger_matches(tenant.id)
-
-
-# ------------------------------------------------------------------ a database away or stalled
-
-
-class DatabaseProxy:
-    """A TCP proxy in front of the test's PostgreSQL, for a worker process to go through:
-    down (connections refused, those open cut), or frozen (connections accepted, nothing
-    forwarded either way: a database that stalls). The machine's server is never
-    touched. Its URL carries a password (the real one, or one the server's trust
-    authentication ignores) that the worker must never print."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self.port = free_port()
-        self.password = parts.password or "proxy-secret-pw"
-        netloc = f"{parts.username or 'postgres'}:{self.password}@127.0.0.1:{self.port}"
-        self.url = urlunsplit(parts._replace(netloc=netloc))
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.BaseTransport] = set()
-
-    async def up(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for transport in self._transports:
-            transport.abort()
-        self._transports.clear()
-
-    def freeze(self) -> None:
-        self.flowing.clear()
-
-    def thaw(self) -> None:
-        self.flowing.set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._transports.add(writer.transport)
-        try:
-            await self.flowing.wait()
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._transports.add(up_writer.transport)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self.flowing.wait()
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.transport.abort()
-
-
-@pytest.fixture
-async def db_proxy(settings: Any) -> Any:
-    proxy = DatabaseProxy(settings.database_url)
-    yield proxy
-    proxy.thaw()
-    proxy.down()
-
-
-async def read_until(process: Any, text: str, lines: list[str], within: float = 60) -> str:
-    """The worker's log lines (kept in `lines`) up to the first that holds `text`."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        left = deadline - asyncio.get_running_loop().time()
-        try:
-            raw = await asyncio.wait_for(process.stderr.readline(), max(left, 0.01))
-        except TimeoutError:
-            raise AssertionError(f"no line with {text!r} within {within} s: {lines}") from None
-        assert raw, f"the worker exited: {''.join(lines)}"
-        lines.append(raw.decode())
-        if text in lines[-1]:
-            return lines[-1]
-
-
-async def delivered(redis: Redis, stream: str, within: float = 30) -> None:
-    """Until an entry of the stream is pending in the group (which the worker creates
-    after it logs that it reads)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if await redis.exists(stream):
-            groups = await redis.xinfo_groups(stream)
-            if any(g["name"] == GROUP.encode() and g["pending"] for g in groups):
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing of {stream} was delivered within {within} s")
-
-
-async def finished(process: Any, lines: list[str], within: float = 60) -> tuple[int, str]:
-    """The worker's exit status and its whole log (after the lines already read)."""
-    try:
-        _, err = await asyncio.wait_for(process.communicate(), within)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"the worker did not exit within {within} s: {lines}") from None
-    return process.returncode, "".join(lines) + err.decode()
-
-
-@pytest.mark.parametrize("debug", [False, True])
-async def test_started_without_its_database_the_worker_waits_one_line_per_try(settings, debug):
-    """Nothing listens at the database's address: no traceback of 126 lines and exit 1,
-    but a line per try until it answers or a stop (--debug: with the traceback)."""
-    url = f"postgres://questline:hidden-pw@127.0.0.1:{free_port()}/questline"
-    flags = ["--debug"] if debug else []
-    process = await start_cli_worker(settings, *flags, DATABASE_URL=url)
-    lines: list[str] = []
-    try:
-        for _ in range(2):
-            line = await read_until(process, "unavailable", lines)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code, log = await finished(process, lines)
-    assert code == 0, log
-    assert line.startswith("WARNING questline.worker: database postgres://questline:***@127.")
-    assert "(ConnectionRefusedError: [Errno 111] Connect call failed" in line
-    assert "retrying in 1.0 s" in line and "DATABASE_URL" in line
-    assert "hidden-pw" not in log
-    assert ("Traceback" in log) is debug, log
-    assert SUMMARY.search(log), log
-
-
-@pytest.mark.postgres
-async def test_the_database_away_at_start_and_later_costs_one_line_per_try(
-    app, settings, redis, db_proxy
-):
-    """Started before its database, the worker waits for it as it rides out an outage
-    later: one line per try (what failed, the URL without its password, the next
-    delay), no traceback, nothing lost."""
-    tenant = await create_tenant("away", preset="telco")
-    stream = stream_key(settings.redis_prefix, "away")
-    process = await start_cli_worker(settings, "--tenant", "away", DATABASE_URL=db_proxy.url)
-    lines: list[str] = []
-    try:
-        for _ in range(2):
-            line = await read_until(process, "unavailable", lines)
-            assert "retrying in" in line and "DATABASE_URL" in line, line
-        assert f":***@127.0.0.1:{db_proxy.port}/" in line
-        await db_proxy.up()
-        await read_until(process, "reading", lines)
-        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
-        await drained(redis, stream)
-
-        db_proxy.down()
-        await xadd(
-            redis,
-            stream,
-            event(playerId="p", eventType="RECHARGE", value=2),
-            event(playerId="q", eventType="RECHARGE", value=3),
-        )
-        for _ in range(2):
-            line = await read_until(process, "a batch failed, not acknowledged", lines)
-            assert "retrying in" in line, line
-        await db_proxy.up()
-        await drained(redis, stream, within=60)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code, log = await finished(process, lines)
-    assert code == 0, log
-    assert "Traceback" not in log and '  File "' not in log, log
-    assert db_proxy.password not in log
-    assert SUMMARY.search(log).group(2) == "3", log
-    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 1) + rule_points(
-        tenant, "RECHARGE", 2
-    )
-    assert await balance(tenant, "q") == rule_points(tenant, "RECHARGE", 3)
-
-
-@pytest.mark.postgres
-async def test_a_stalled_database_times_the_batch_out_and_it_is_applied_once_later(
-    app, settings, redis, db_proxy
-):
-    tenant = await create_tenant("stall", preset="telco")
-    stream = stream_key(settings.redis_prefix, "stall")
-    await db_proxy.up()
-    process = await start_cli_worker(
-        settings,
-        "--tenant",
-        "stall",
-        "--consumer",
-        "w1",
-        DATABASE_URL=db_proxy.url,
-        WORKER_DB_TIMEOUT_SECONDS="1",
-    )
-    lines: list[str] = []
-    try:
-        await read_until(process, "reading", lines)
-        db_proxy.freeze()
-        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=4))
-        for _ in range(2):  # given up, and the retry too
-            line = await read_until(process, "did not answer a batch within 1 s", lines)
-            assert "a batch failed, not acknowledged" in line and "retrying in" in line
-        db_proxy.thaw()
-        await drained(redis, stream, within=60)
-
-        # Stalled again: a first SIGTERM stops it once the batch is given up.
-        db_proxy.freeze()
-        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=5))
-        await read_until(process, "did not answer a batch", lines)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code, log = await finished(process, lines)
-        db_proxy.thaw()
-    assert code == 0, log
-    assert "finishing the batch in flight" in log and "Traceback" not in log, log
-    assert SUMMARY.search(log).group(2) == "1", log
-    assert await Event.filter(tenant_id=tenant.id).count() == 1
-    assert await balance(tenant, "p") == rule_points(tenant, "RECHARGE", 4)
-    # The second entry stays pending on w1, which stays in the group for it.
-    consumers = await redis.xinfo_consumers(stream, GROUP)
-    assert [(c["name"], c["pending"]) for c in consumers] == [(b"w1", 1)]
-
-
-@pytest.mark.postgres
-async def test_a_second_signal_exits_at_once_even_with_the_database_stalled(
-    app, settings, redis, db_proxy
-):
-    await create_tenant("twice", preset="telco")
-    stream = stream_key(settings.redis_prefix, "twice")
-    await db_proxy.up()
-    process = await start_cli_worker(
-        settings, "--tenant", "twice", DATABASE_URL=db_proxy.url, WORKER_DB_TIMEOUT_SECONDS="600"
-    )
-    lines: list[str] = []
-    try:
-        await read_until(process, "reading", lines)
-        db_proxy.freeze()
-        await xadd(redis, stream, event(playerId="p", eventType="RECHARGE", value=1))
-        await delivered(redis, stream)  # the worker waits for the database
-        process.send_signal(signal.SIGTERM)
-        await read_until(process, "finishing the batch in flight", lines)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code, log = await finished(process, lines, within=20)
-    assert code == 1, log
-    assert "stopped at once" in log and "Traceback" not in log, log
-    assert (await group_info(redis, stream))["pending"] == 1  # for the next worker
