@@ -79,6 +79,10 @@ async def _shared_board(
     return await asyncio.shield(found[1])
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _forget_failed(key: tuple[int, str, int], task: asyncio.Task[Any]) -> None:
     """A failed query is retried by the next caller (and its error counts as seen)."""
     if task.cancelled() or task.exception() is not None:
@@ -129,17 +133,26 @@ class LeaderboardSubscription:
     ) -> AsyncGenerator[RankChanged, None]:
         who = viewer(info)
         who.require_player(player_id)
-        last: int | None = None
-        # Read with every other rankChanged of this board in the process (rank_watch).
-        rt = info.context.rt
-        async for place in rank_watch.follow(rt, who.tenant, period, str(player_id)):
-            if place is not None and place[0] != last:
-                rank, total = place
-                yield RankChanged(
-                    player_id=player_id,
-                    period=period,
-                    rank=rank,
-                    previous_rank=last,
-                    points=points(total),
-                )
-                last = rank
+        rt, tenant = info.context.rt, who.tenant
+
+        async def changes() -> AsyncGenerator[RankChanged, None]:
+            last: int | None = None
+            # Read with every other rankChanged of this board in the process (rank_watch).
+            async for place in rank_watch.follow(rt, tenant, period, str(player_id)):
+                if place is not None and place[0] != last:
+                    rank, total = place
+                    yield RankChanged(
+                        player_id=player_id,
+                        period=period,
+                        rank=rank,
+                        previous_rank=last,
+                        points=points(total),
+                    )
+                    last = rank
+
+        # Each message is this player's own; subscribers of one player (two widgets)
+        # share its loop. Over WebSockets a plain selection is rendered without
+        # executing the document for every message (app.flat_render).
+        name = ("rankChanged", tenant.id, str(period), str(player_id))
+        async for value in live_feed(info, name, changes, _same):
+            yield value

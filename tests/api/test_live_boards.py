@@ -237,6 +237,8 @@ async def test_rank_followers_of_one_board_share_each_look(live_server_factory, 
         assert (change["rank"], change["previousRank"]) == expected
     after = await _realtime(server)
     assert after["rank_reads"] - stats["rank_reads"] == 1  # one read for all seven
+    # Each rank message rendered without executing the document (app.flat_render).
+    assert after["fast_renders"] - stats["fast_renders"] == 6
 
     await post(server, key, RECORD, {"input": {"playerId": "ghost", "eventType": "x", "value": 5}})
     ghost = (await followers[6].receive())["payload"]["data"]["rankChanged"]
