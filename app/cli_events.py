@@ -47,44 +47,84 @@ def ingest(
     restart: Annotated[
         bool, typer.Option("--restart", help="Ignore the checkpoint: read from the start.")
     ] = False,
+    retries: Annotated[
+        int,
+        typer.Option(min=0, max=100, help="Tries again of a batch the database does not answer."),
+    ] = 8,
 ) -> None:
     """Load a file of raw records through a data source, as normalizeEvent does: in
     batches, with a progress bar; Ctrl-C stops after the batch in flight and a re-run
     resumes there. Exit 0: every record applied (or a duplicate); 1: some rejected;
-    2: a usage error; 130/143: stopped by SIGINT/SIGTERM."""
+    2: a usage error (a changed file whose records had no ids included); 3: the
+    database did not answer through --retries; 130/143: stopped by SIGINT/SIGTERM."""
+    import logging
+
     from app.runtime import opened_runtime
-    from app.services.file_ingest import Plan, plan_ingest, run_ingest
+    from app.services.file_ingest import (
+        DatabaseAway,
+        Plan,
+        Stopped,
+        plan_ingest,
+        run_ingest,
+    )
+
+    # A database outage: one line per retry (run_ingest's), not a pool's traceback.
+    logging.getLogger("asyncpg.pool").addFilter(_without_traceback)
 
     async def work(settings: Settings) -> tuple[Any, list[int]]:
-        try:
-            plan = await plan_ingest(
-                file,
-                tenant=tenant,
-                source=source,
-                fmt=file_format,
-                batch_size=batch_size,
-                state_path=state,
-                restart=restart,
-            )
-        except UserError as exc:
-            console.print(exc.message, style="red", markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        if plan.note:
-            console.print(plan.note, markup=False, soft_wrap=True)
-        if plan.status == "complete":
-            return plan, []
-        console.print(
-            f"{file} ({plan.format}, {plan.size:,} bytes) -> tenant {plan.tenant.slug}, "
-            f"data source #{plan.source.id} {plan.source.name!r} ({plan.source.source_type})",
-            markup=False,
-            soft_wrap=True,
-        )
         stop = asyncio.Event()
-        async with opened_runtime(settings) as rt:
+        phase = ["stopping, nothing written"]  # what a signal leads to, now
+        with _stop_on_signals(stop, phase) as received:
+            try:
+                plan = await plan_ingest(
+                    file,
+                    tenant=tenant,
+                    source=source,
+                    fmt=file_format,
+                    batch_size=batch_size,
+                    state_path=state,
+                    restart=restart,
+                    stop=stop,
+                )
+            except UserError as exc:
+                console.print(exc.message, style="red", markup=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            except Stopped:
+                console.print(f"stopped before reading {file}'s records", markup=False)
+                raise typer.Exit(128 + received[0]) from None
+            if plan.note:
+                console.print(plan.note, markup=False, soft_wrap=True)
+            if plan.status == "complete":
+                return plan, []
+            console.print(
+                f"{file} ({plan.format}, {plan.size:,} bytes) -> tenant {plan.tenant.slug}, "
+                f"data source #{plan.source.id} {plan.source.name!r} "
+                f"({plan.source.source_type})",
+                markup=False,
+                soft_wrap=True,
+            )
             # A kill is safe too: the next run resumes before the batch it stopped.
-            then = ", then saving the checkpoint (Ctrl-\\ quits at once; a re-run resumes)"
-            with _stop_on_signals(stop, then) as received, _ingest_bar(plan) as on_progress:
-                result = await run_ingest(rt, plan, progress=on_progress, stop=stop)
+            phase[0] = (
+                "finishing the batch in flight, then saving the checkpoint "
+                "(Ctrl-\\ quits at once; a re-run resumes)"
+            )
+            if stop.is_set():  # a signal between the digest and here
+                raise typer.Exit(128 + received[0])
+            async with opened_runtime(settings) as rt:
+                with _ingest_bar(plan) as on_progress:
+                    try:
+                        result = await run_ingest(
+                            rt, plan, progress=on_progress, stop=stop, retries=retries
+                        )
+                    except DatabaseAway as exc:
+                        console.print(
+                            f"{exc}: stopped; the checkpoint holds every batch committed, "
+                            "run the same command again to resume",
+                            style="red",
+                            markup=False,
+                            soft_wrap=True,
+                        )
+                        raise typer.Exit(3) from None
         return result, received
 
     result, received = _run(work)
@@ -128,17 +168,20 @@ def _records(count: int) -> str:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event, then: str = "") -> Iterator[list[int]]:
+def _stop_on_signals(stop: asyncio.Event, then: str | list[str] = "") -> Iterator[list[int]]:
     """Ctrl-C or SIGTERM sets `stop`: the batch in flight finishes (`then` says what
-    follows). Not cancelled half-way: cancelling a transaction as it begins leaves
-    Tortoise unable to close."""
+    follows; a one-item list says all there is to say, for a caller whose answer
+    changes as it goes). Not
+    cancelled half-way: cancelling a transaction as it begins leaves Tortoise unable
+    to close."""
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
     def on_signal(signum: int) -> None:
         if not received:
+            said = then[0] if isinstance(then, list) else f"finishing the batch in flight{then}"
             console.print(
-                f"{signal.Signals(signum).name}: finishing the batch in flight{then}",
+                f"{signal.Signals(signum).name}: {said}",
                 markup=False,
                 soft_wrap=True,
             )

@@ -15,10 +15,12 @@ step with it (a resumed run cuts off what a batch that never committed wrote the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -31,7 +33,7 @@ from app.errors import ErrorCode, UserError
 from app.runtime import Runtime
 from app.services.event_input import EventInput
 from app.services.ingest import MAX_BATCH, Outcome
-from app.services.isolate import record_batch
+from app.services.isolate import database_answers, failure, record_batch
 from app.services.record_files import Row, open_records, read_header
 from app.services.sources import SOURCE_TYPES, find_source, to_event_input
 from app.services.tenants import get_tenant
@@ -43,6 +45,8 @@ STATE_SUFFIX = ".ingest-state.json"
 REJECTS_SUFFIX = ".rejected.jsonl"
 STATE_VERSION = 1
 ZERO = Decimal(0)
+
+log = logging.getLogger("questline.ingest")
 
 
 @dataclass(slots=True)
@@ -72,6 +76,10 @@ class Checkpoint:
     rejects_bytes: int = 0
     complete: bool = False
     counts: Counts = field(default_factory=Counts)
+    # Records applied under a key made of the file's digest and their line (no id of
+    # their own): a changed file's lines are new keys, and would apply them again.
+    # None: a checkpoint from before this was counted.
+    positional: int | None = 0
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -84,9 +92,12 @@ class Checkpoint:
         if data.pop("version") != STATE_VERSION:
             raise ValueError("another version")
         counts = Counts(**data.pop("counts"))
+        data.setdefault("positional", None)
         saved = cls(**data, counts=counts)
         c = saved.counts
         numbers = (saved.source_id, saved.offset, saved.line, saved.rejects_bytes)
+        if saved.positional is not None and type(saved.positional) is not int:
+            raise TypeError("a field of the wrong type")
         texts = (saved.digest, saved.tenant, saved.format, c.points, c.bonus)
         if (
             not all(type(n) is int for n in (*numbers, c.read, c.applied, c.duplicates, c.rejected))
@@ -143,9 +154,12 @@ async def plan_ingest(
     batch_size: int = DEFAULT_BATCH,
     state_path: Path | None = None,
     restart: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> Plan:
     """Checks everything a run needs and reads its checkpoint; writes nothing. Raises a
-    UserError for a usage error (file, format, batch size, tenant, source)."""
+    UserError for a usage error (file, format, batch size, tenant, source, a changed
+    file that would apply records twice) and Stopped when `stop` is set while the file
+    is read for its digest."""
     _check_readable(path)
     fmt = _format(path, fmt)
     if not 1 <= batch_size <= MAX_BATCH:
@@ -156,7 +170,9 @@ async def plan_ingest(
         _check_writable(target)
     row = await get_tenant(tenant)
     found = await _source(row, source)
-    size, digest = _digest(path)  # reads the whole file: once the rest is known good
+    # Reads the whole file, once the rest is known good; in a thread, so that a signal
+    # is heard (and stops it) at once.
+    size, digest = await asyncio.to_thread(_digest, path, stop)
     header, offset, line = read_header(path, size) if fmt == "csv" else (None, 0, 0)
     fresh = Checkpoint(digest, row.slug, found.id, fmt, offset, line)
     plan = Plan(
@@ -170,6 +186,16 @@ async def plan_ingest(
         plan.note = f"the checkpoint {state_path} cannot be used ({problem}): starting over"
     elif saved is None:
         pass
+    elif saved.digest != digest and saved.positional != 0:
+        done = "some" if saved.positional is None else f"{saved.positional:,}"
+        raise UserError(
+            ErrorCode.CONFLICT,
+            f"{path} changed since its checkpoint {state_path} (sha256 {saved.digest[:12]}… "
+            f"then, {digest[:12]}… now), and {done} of the records applied then had no id "
+            "of their own: they were known by their line, and reading the new file would "
+            "apply them again. Give --restart to read it from the start all the same.",
+            "file",
+        )
     elif saved.digest != digest:
         plan.status = "changed"
         plan.note = (
@@ -222,14 +248,28 @@ def _check_writable(target: Path) -> None:
         raise UserError(ErrorCode.INVALID, f"cannot write {target}", "file")
 
 
-def _digest(path: Path) -> tuple[int, str]:
-    """The file's size and sha256 (hex)."""
+class Stopped(Exception):
+    """A signal stopped the run before it wrote anything."""
+
+
+DIGEST_CHUNK = 1 << 20
+
+
+def _digest(path: Path, stop: asyncio.Event | None = None) -> tuple[int, str]:
+    """The file's size and sha256 (hex), read a MiB at a time; Stopped once `stop` is
+    set (checked between chunks: this runs in a thread)."""
+    digest = hashlib.sha256()
+    size = 0
     try:
         with path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            return fh.tell(), digest
+            while chunk := fh.read(DIGEST_CHUNK):
+                if stop is not None and stop.is_set():
+                    raise Stopped
+                digest.update(chunk)
+                size += len(chunk)
     except OSError as exc:
         raise UserError(ErrorCode.INVALID, f"cannot read {path}: {exc.strerror}", "file") from None
+    return size, digest.hexdigest()
 
 
 async def _source(tenant: Tenant, spec: str) -> DataSource:
@@ -260,15 +300,27 @@ def _load_checkpoint(path: Path, start: int, size: int) -> tuple[Checkpoint | No
 # ------------------------------------------------------------------ running
 
 
+class DatabaseAway(Exception):
+    """The database did not answer through every retry of a batch; the checkpoint is
+    the last committed batch's."""
+
+
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between a batch's tries, doubling
+DEFAULT_RETRIES = 8
+
+
 async def run_ingest(
     rt: Runtime,
     plan: Plan,
     *,
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> Result:
     """Reads the file from the plan's start and applies it batch by batch, saving the
-    checkpoint after each; once `stop` is set, returns after the batch in flight."""
+    checkpoint after each; once `stop` is set, returns after the batch in flight. A
+    batch the database does not answer is tried again `retries` times (a line on the
+    log each), then DatabaseAway."""
     state = replace(plan.start, counts=replace(plan.start.counts))
     run = Counts()
     started = time.monotonic()
@@ -281,11 +333,16 @@ async def run_ingest(
     ):
         while not state.complete and not (stop is not None and stop.is_set()):
             batch = list(itertools.islice(rows, plan.batch_size))
-            counts = await _apply(rt, plan, batch)
+            applied = await _apply_retrying(rt, plan, batch, state.line, retries, stop)
+            if applied is None:
+                break  # stopped while waiting for the database: this batch is not done
+            counts, positional = applied
             rejects.write(batch)  # on disk before the checkpoint that counts them
             state.offset, state.line = rows.position()
             state.complete = len(batch) < plan.batch_size
             state.counts.add(counts)
+            if state.positional is not None:
+                state.positional += positional
             run.add(counts)
             _save(plan.state_path, state)
             if progress is not None:
@@ -294,12 +351,61 @@ async def run_ingest(
     return Result(state.counts, run, elapsed, state.complete, state.line, plan.rejects_path)
 
 
-async def _apply(rt: Runtime, plan: Plan, batch: list[Row]) -> Counts:
+async def _apply_retrying(
+    rt: Runtime,
+    plan: Plan,
+    batch: list[Row],
+    after: int,
+    retries: int,
+    stop: asyncio.Event | None,
+) -> tuple[Counts, int] | None:
+    """`_apply`, tried again while the database does not answer (its records' keys make
+    whatever a failed try committed a duplicate the next time); None when `stop` is set
+    while waiting."""
+    wait = RETRY_FIRST
+    for attempt in range(retries + 1):
+        try:
+            # A task of its own: a transaction that died with its connection stays
+            # Tortoise's current one in the context that ran it, and every later try in
+            # that context would be handed the dead connection again.
+            return await asyncio.create_task(_apply(rt, plan, batch))
+        except UserError:
+            raise
+        except Exception as exc:
+            if await database_answers():
+                raise  # not the database being away: a fault to see
+            if attempt == retries:
+                raise DatabaseAway(
+                    f"the database did not answer through {retries} retries of the batch "
+                    f"after line {after} ({failure(exc)})"
+                ) from exc
+            log.warning(
+                "the database is unavailable (%s): the batch after line %d again in %.1f s "
+                "(retry %d of %d)",
+                failure(exc),
+                after,
+                wait,
+                attempt + 1,
+                retries,
+            )
+        if stop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                return None
+        else:
+            await asyncio.sleep(wait)
+        wait = min(wait * 2, RETRY_MAX)
+    raise AssertionError("unreachable")
+
+
+async def _apply(rt: Runtime, plan: Plan, batch: list[Row]) -> tuple[Counts, int]:
     """One batch through the source's mapping and `record_events`; a refusal is put on
-    its row."""
+    its row. Also returns how many applied records were keyed by their line."""
     counts = Counts(read=len(batch))
     mapped: list[Row] = []
     inputs: list[EventInput] = []
+    by_line: set[int] = set()  # rows whose key is their line's
     for row in batch:
         if row.error is not None:
             continue
@@ -310,9 +416,11 @@ async def _apply(rt: Runtime, plan: Plan, batch: list[Row]) -> Counts:
             continue
         if item.idempotency_key is None:  # the mapping found no id of the record's own
             item.idempotency_key = f"file-{plan.digest[:16]}:{row.line}"
+            by_line.add(row.line)
         mapped.append(row)
         inputs.append(item)
     results = await record_batch(rt, plan.tenant, inputs) if inputs else []
+    positional = 0
     for row, result in zip(mapped, results, strict=True):
         if not isinstance(result, Outcome):
             row.error = result
@@ -322,8 +430,9 @@ async def _apply(rt: Runtime, plan: Plan, batch: list[Row]) -> Counts:
             counts.applied += 1
             counts.points += result.points
             counts.bonus += result.level_up.bonus if result.level_up else ZERO
+            positional += row.line in by_line
     counts.rejected = sum(1 for row in batch if row.error is not None)
-    return counts
+    return counts, positional
 
 
 def _save(path: Path, state: Checkpoint) -> None:

@@ -27,6 +27,15 @@ from models import Tenant
 log = logging.getLogger("questline.ingest")
 
 PROBE_SECONDS = 5.0
+FAILURE_CHARS = 300  # a failure's message in the log is cut at this length
+
+
+def failure(exc: BaseException) -> str:
+    """An exception in one short line, for the log: its class and message."""
+    text = " ".join(str(exc).split())
+    if len(text) > FAILURE_CHARS:
+        text = text[: FAILURE_CHARS - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def database_answers() -> bool:
@@ -69,4 +78,4 @@ async def record_batch(
     return results
 
 
-__all__ = ["database_answers", "record_batch"]
+__all__ = ["database_answers", "failure", "record_batch"]

@@ -24,30 +24,78 @@ class Row:
     error: UserError | None = None
 
 
+# The most one record may take, a CSV record over several lines included: a line that
+# never ends (a file of NULs, a binary file) or a quote never closed would otherwise be
+# read whole into memory before it could be refused.
+MAX_RECORD_BYTES = 1 << 20
+_SKIP_CHUNK = 1 << 16
+
+
+class TooLong(Exception):
+    """The record being read passed MAX_RECORD_BYTES."""
+
+
 class Lines:
     """The file's physical lines from a byte offset, as text (bytes that are not UTF-8
     kept as lone surrogates), counting bytes and lines; stops at `size` (the part of the
-    file its digest covers)."""
+    file its digest covers). `mark()` starts a record: `taken` then holds its text.
+
+    A line longer than MAX_RECORD_BYTES is skipped to its end and raises TooLong (its
+    start kept in `taken`); so does a record whose lines together pass it."""
 
     def __init__(self, fh: IO[bytes], offset: int, line: int, size: int) -> None:
         fh.seek(offset)
         self.fh, self.offset, self.line, self.size = fh, offset, line, size
-        self.taken: list[str] = []  # the text read since the caller last cleared it
+        self.mark()
+
+    def mark(self) -> None:
+        """A record starts here."""
+        self.taken: list[str] = []  # the record's text so far
+        self.taken_bytes = 0
+        self.first_end: tuple[int, int] | None = None  # offset and line after its first line
+
+    def rewind_to_second_line(self) -> None:
+        """Reads again from the record's second line (its first one refused alone)."""
+        assert self.first_end is not None
+        self.offset, self.line = self.first_end
+        self.fh.seek(self.offset)
+        self.mark()
 
     def __iter__(self) -> Lines:
         return self
 
     def __next__(self) -> str:
-        raw = self.fh.readline(max(self.size - self.offset, 0))
+        left = max(self.size - self.offset, 0)
+        raw = self.fh.readline(min(left, MAX_RECORD_BYTES + 1))
         if not raw:
             raise StopIteration
+        too_long = len(raw) > MAX_RECORD_BYTES
+        text = raw[:200].decode("utf-8", "surrogateescape") if too_long else self._text(raw)
+        self.offset += len(raw)
+        if too_long:
+            self._skip_rest(raw)
+        self.line += 1
+        if self.first_end is None:
+            self.first_end = (self.offset, self.line)
+        self.taken.append(text)
+        self.taken_bytes += len(raw)
+        if self.taken_bytes > MAX_RECORD_BYTES:
+            raise TooLong
+        return text
+
+    def _text(self, raw: bytes) -> str:
         text = raw.decode("utf-8", "surrogateescape")
         if self.offset == 0 and text.startswith("\ufeff"):
             text = text[1:]  # a byte-order mark (spreadsheet exports write one)
-        self.offset += len(raw)
-        self.line += 1
-        self.taken.append(text)
         return text
+
+    def _skip_rest(self, raw: bytes) -> None:
+        """The rest of a line too long to keep, read and dropped in chunks."""
+        while not raw.endswith(b"\n") and self.offset < self.size:
+            raw = self.fh.readline(min(self.size - self.offset, _SKIP_CHUNK))
+            if not raw:
+                return
+            self.offset += len(raw)
 
 
 class Records:
@@ -102,7 +150,15 @@ def open_records(
 
 
 def _jsonl_rows(lines: Lines) -> Iterator[Row]:
-    for text in lines:
+    while True:
+        lines.mark()
+        try:
+            text = next(lines)
+        except StopIteration:
+            return
+        except TooLong:
+            yield _too_long(lines.line, lines.taken[0])
+            continue
         if not text.strip():
             continue
         if _undecodable(text):
@@ -115,7 +171,7 @@ def _jsonl_rows(lines: Lines) -> Iterator[Row]:
 
 
 def _csv_rows(lines: Lines, header: list[str]) -> Iterator[Row]:
-    for start, fields, text, problem in _csv_records(lines):
+    for start, fields, text, problem in _csv_records(lines, len(header)):
         if problem is not None:
             yield Row(start, raw=text.rstrip("\r\n"), error=_invalid(f"not CSV: {problem}"))
         elif _undecodable(text):
@@ -130,22 +186,44 @@ def _csv_rows(lines: Lines, header: list[str]) -> Iterator[Row]:
             yield Row(start, record=record)
 
 
-def _csv_records(lines: Lines) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
-    """(first line, fields, text, CSV error) of each record that is not blank."""
-    reader = csv.reader(lines)
+def _csv_records(
+    lines: Lines, columns: int | None = None
+) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
+    """(first line, fields, text, CSV error) of each record that is not blank.
+
+    Strict CSV: a quote opened and never closed (or closed and followed by more text)
+    is an error, not a field that runs on to the end of the file. A record over several
+    lines that is not CSV, passes MAX_RECORD_BYTES or (given `columns`) has another
+    number of fields is refused by its first line alone, and the lines after it are read
+    again as records of their own: one stray quote costs one line, not the rest of the
+    file."""
+    reader = csv.reader(lines, strict=True)
     while True:
-        lines.taken.clear()
+        lines.mark()
         start = lines.line + 1
         try:
-            fields = next(reader)
+            fields: list[str] | None = next(reader)
+            problem = None
         except StopIteration:
             return
-        except csv.Error as exc:  # the reader starts afresh at the next line
-            yield start, None, "".join(lines.taken), str(exc)
+        except TooLong:
+            fields, problem = None, f"a record longer than {MAX_RECORD_BYTES:,} bytes"
+        except csv.Error as exc:
+            fields, problem = None, str(exc)
+        spans = len(lines.taken) > 1
+        if fields is not None and spans and columns is not None and len(fields) != columns:
+            fields, problem = None, f"expected {columns} columns, found {len(fields)}"
+        if problem is None:
+            text = "".join(lines.taken)
+            if text.strip():
+                yield start, fields, text, None
             continue
-        text = "".join(lines.taken)
-        if text.strip():
-            yield start, fields, text, None
+        text = lines.taken[0] if lines.taken else ""
+        if spans:
+            problem += f" in a record of {len(lines.taken)} lines from here (a quote left open?)"
+            lines.rewind_to_second_line()
+        reader = csv.reader(lines, strict=True)  # afresh, after the refused text
+        yield start, None, text, problem
 
 
 def _undecodable(text: str) -> bool:
@@ -160,6 +238,12 @@ def _undecodable(text: str) -> bool:
 def _not_utf8(line: int, text: str) -> Row:
     shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return Row(line, raw=shown.rstrip("\r\n"), error=_invalid("not UTF-8"))
+
+
+def _too_long(line: int, start: str) -> Row:
+    shown = start.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    message = f"a line longer than {MAX_RECORD_BYTES:,} bytes"
+    return Row(line, raw=shown.rstrip("\r\n") + "…", error=_invalid(message))
 
 
 def _invalid(message: str) -> UserError:

@@ -43,7 +43,7 @@ from app.errors import ErrorCode, UserError
 from app.runtime import REDIS_TIMEOUT, Runtime, opened_runtime
 from app.services import board_points
 from app.services.event_input import EventInput
-from app.services.isolate import record_batch
+from app.services.isolate import failure, record_batch
 from app.services.stream_entries import Entry, SourceLookup, dead_letter, entry_input
 from app.services.tenants import get_tenant
 from app.settings import Settings
@@ -60,8 +60,6 @@ PROGRESS_SECONDS = 10.0
 # A tenant's row (its rules) is read again this often, as the server's cache does.
 TENANT_SECONDS = 5.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
-# A failure's message in the log is cut at this length.
-FAILURE_CHARS = 300
 
 
 def stream_key(prefix: str, slug: str) -> str:
@@ -156,14 +154,6 @@ def _forget(tasks: set[asyncio.Task[Any]]) -> Any:
             task.exception()  # retrieved: it was given up, its failure is not news
 
     return done
-
-
-def failure(exc: BaseException) -> str:
-    """An exception in one short line, for the log: its class and message."""
-    text = " ".join(str(exc).split())
-    if len(text) > FAILURE_CHARS:
-        text = text[: FAILURE_CHARS - 1] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @contextlib.asynccontextmanager

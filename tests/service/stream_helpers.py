@@ -257,3 +257,18 @@ class DatabaseProxy:
             pass
         finally:
             writer.transport.abort()
+
+
+async def read_until(process: Any, text: str, lines: list[str], within: float = 60) -> str:
+    """The worker's log lines (kept in `lines`) up to the first that holds `text`."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            raw = await asyncio.wait_for(process.stderr.readline(), max(left, 0.01))
+        except TimeoutError:
+            raise AssertionError(f"no line with {text!r} within {within} s: {lines}") from None
+        assert raw, f"the worker exited: {''.join(lines)}"
+        lines.append(raw.decode())
+        if text in lines[-1]:
+            return lines[-1]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
+import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from app.services.players import player_channel
 from app.services.tenants import create_tenant
 from models import DataSource, Event, PointTransaction, Tenant, Wallet
 from tests.conftest import REDIS_URL, gql
-from tests.service.test_cli import questline
+from tests.service.test_cli import questline, start_questline
 
 CDR_HEADER = "customer_id,call_id,call_type,duration,call_time"
 # Seed 001's example CDR (no call_id of its own), then CDRs with ids: a call past the
@@ -364,6 +367,61 @@ async def test_a_changed_file_starts_over_and_counts_its_records_with_ids_once(
     await assert_ledger_matches_wallets(default_tenant)
 
 
+async def test_a_changed_file_whose_records_were_known_by_their_line_is_refused(
+    rt, default_tenant, tmp_path
+):
+    """Records without an id are keyed by the file's digest and their line: after the
+    file changes, every line is a new key, and starting over would apply them all
+    again. The run is refused (CONFLICT) unless --restart says so."""
+    rows = [CDR_ROWS[0], "sub-1,,outgoing,60,2026-01-22T10:05:00Z"]  # no call ids
+    path = cdr_csv(tmp_path, rows)
+    first = await ingest(rt, path)
+    assert first.total.applied == 2
+    assert json.loads(state_text(path))["positional"] == 2
+    before = await balances(default_tenant)
+
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("sub-2,,outgoing,90,2026-01-22T11:00:00Z\n")
+    with pytest.raises(UserError) as refused:
+        await plan_ingest(path, tenant="default", source="cdr")
+    assert refused.value.code == "CONFLICT"
+    assert "2 of the records applied then had no id" in refused.value.message
+    assert "--restart" in refused.value.message
+    assert await balances(default_tenant) == before
+
+    # A checkpoint from before the count was kept says nothing of its records: the same.
+    state = json.loads(state_text(path))
+    del state["positional"]
+    (tmp_path / "cdrs.csv.ingest-state.json").write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(UserError, match="some of the records applied then had no id"):
+        await plan_ingest(path, tenant="default", source="cdr")
+
+    # Asked for, the new file is read from the start: its lines are new keys.
+    again = await ingest(rt, path, restart=True)
+    assert (again.total.applied, again.total.duplicates) == (3, 0)
+
+
+async def test_the_cli_stops_at_once_on_a_signal_while_it_reads_a_large_file(
+    app, default_tenant, settings, tmp_path
+):
+    """Reading a file for its digest takes a while for a large one; Ctrl-C or SIGTERM
+    then stops it at once (exit 130 or 143), and nothing is written."""
+    path = tmp_path / "large.jsonl"
+    with path.open("wb") as fh:
+        fh.truncate(8 << 30)  # 8 GiB of NULs, sparse: many seconds to hash
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        process = await start_questline(settings, "ingest", str(path), "--source", "app")
+        await asyncio.sleep(2.0)  # well into the digest
+        assert process.returncode is None
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == code, err.decode()
+        assert time.monotonic() - sent < 10  # the whole digest takes far longer
+        assert "stopped before reading" in err.decode()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["large.jsonl"]
+
+
 async def test_usage_errors_are_refused_before_anything_is_written(rt, default_tenant, tmp_path):
     path = cdr_csv(tmp_path)
     (tmp_path / "cdrs.txt").write_text(path.read_text())
@@ -488,3 +546,122 @@ async def test_nan_metadata_and_lone_surrogates_are_rejects_not_crashes(
     assert rejects[1]["record"]["cell_id"] == "\udc80"
     assert await Event.filter(tenant_id=default_tenant.id).count() == 1
     await assert_ledger_matches_wallets(default_tenant)
+
+
+def cdr_jsonl(tmp_path: Path, count: int) -> Path:
+    """`count` CDRs with ids of their own, a 60 s outgoing call each, over 20 players."""
+    return write(
+        tmp_path,
+        "calls.jsonl",
+        [
+            json.dumps(
+                {
+                    "customer_id": f"away-{n % 20}",
+                    "call_id": f"call-{n}",
+                    "call_type": "outgoing",
+                    "duration": 60,
+                    "call_time": "2026-01-22T10:00:00Z",
+                }
+            )
+            for n in range(count)
+        ],
+    )
+
+
+async def first_checkpoint(path: Path, process: Any, within: float = 60) -> None:
+    """Until the run has committed a batch (its checkpoint exists)."""
+    state = f"{path}.ingest-state.json"
+    deadline = time.monotonic() + within
+    while not os.path.exists(state):  # noqa: ASYNC240 (a stat, polled)
+        assert process.returncode is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within the time"
+        await asyncio.sleep(0.01)
+
+
+async def applied_once(tenant: Tenant, count: int) -> None:
+    """Every record of `cdr_jsonl` applied exactly once."""
+    keys = await Event.filter(tenant_id=tenant.id, player__external_id__startswith="away-")
+    assert len(keys) == count
+    assert len({e.idempotency_key for e in keys}) == count
+    per_call = preset_points("outgoing", "60")
+    assert await balances(tenant) == {f"away-{n}": per_call * (count // 20) for n in range(20)}
+    await assert_ledger_matches_wallets(tenant)
+
+
+@pytest.mark.postgres
+async def test_the_database_away_mid_run_is_waited_for_and_nothing_is_a_reject(
+    app, default_tenant, settings, tmp_path
+):
+    """The database goes away after some batches (a proxy in front of it closes): the
+    run logs a line per retry, carries on once it is back, and applies every record
+    exactly once; none is written to the rejects file as a bad record."""
+    from tests.service.stream_helpers import DatabaseProxy, read_until
+
+    count = 400
+    path = cdr_jsonl(tmp_path, count)
+    proxy = DatabaseProxy(settings.database_url)
+    await proxy.up()
+    try:
+        process = await start_questline(
+            settings,
+            "ingest",
+            str(path),
+            "--source",
+            "cdr",
+            "--batch-size",
+            "2",
+            DATABASE_URL=proxy.url,
+        )
+        await first_checkpoint(path, process)
+        proxy.down()
+        lines: list[str] = []
+        line = await read_until(process, "the database is unavailable", lines)
+        assert "retry 1 of 8" in line and "Traceback" not in "".join(lines)
+        await proxy.up()
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+    finally:
+        proxy.down()
+    assert process.returncode == 0, "".join(lines) + err.decode()
+    assert f"read {count:,} records" in err.decode()
+    assert beside(path, ".rejected.jsonl") == []
+    await applied_once(default_tenant, count)
+
+
+@pytest.mark.postgres
+async def test_the_database_away_through_every_retry_exits_3_and_a_rerun_resumes(
+    app, default_tenant, settings, tmp_path
+):
+    from tests.service.stream_helpers import DatabaseProxy
+
+    count = 400
+    path = cdr_jsonl(tmp_path, count)
+    proxy = DatabaseProxy(settings.database_url)
+    await proxy.up()
+    try:
+        process = await start_questline(
+            settings,
+            "ingest",
+            str(path),
+            "--source",
+            "cdr",
+            "--batch-size",
+            "2",
+            "--retries",
+            "1",
+            DATABASE_URL=proxy.url,
+        )
+        await first_checkpoint(path, process)
+        proxy.down()
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+    finally:
+        proxy.down()
+    said = err.decode()
+    assert process.returncode == 3, said
+    assert "did not answer through 1 retries" in said and "run the same command again" in said
+    state = json.loads(state_text(path))
+    assert 0 < state["counts"]["read"] < count and not state["complete"]
+
+    again = await questline(settings, "ingest", str(path), "--source", "cdr")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr
+    await applied_once(default_tenant, count)
