@@ -4,11 +4,13 @@ with rejects, checkpoints and resumption, on the real database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
 import time
+from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -578,6 +580,25 @@ async def first_checkpoint(path: Path, process: Any, within: float = 60) -> None
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def proxied_ingest(settings: Any, path: Path, *args: str) -> AsyncIterator[Any]:
+    """`questline ingest` of CDRs in batches of 2 through a proxy in front of the test's
+    database, once it has committed a batch: (the proxy, the process)."""
+    from tests.service.stream_helpers import DatabaseProxy
+
+    proxy = DatabaseProxy(settings.database_url)
+    await proxy.up()
+    try:
+        process = await start_questline(
+            settings, "ingest", str(path), "--source", "cdr", "--batch-size", "2", *args,
+            DATABASE_URL=proxy.url,
+        )  # fmt: skip
+        await first_checkpoint(path, process)
+        yield proxy, process
+    finally:
+        proxy.down()
+
+
 async def applied_once(tenant: Tenant, count: int) -> None:
     """Every record of `cdr_jsonl` applied exactly once."""
     keys = await Event.filter(tenant_id=tenant.id, player__external_id__startswith="away-")
@@ -595,32 +616,17 @@ async def test_the_database_away_mid_run_is_waited_for_and_nothing_is_a_reject(
     """The database goes away after some batches (a proxy in front of it closes): the
     run logs a line per retry, carries on once it is back, and applies every record
     exactly once; none is written to the rejects file as a bad record."""
-    from tests.service.stream_helpers import DatabaseProxy, read_until
+    from tests.service.stream_helpers import read_until
 
     count = 400
     path = cdr_jsonl(tmp_path, count)
-    proxy = DatabaseProxy(settings.database_url)
-    await proxy.up()
-    try:
-        process = await start_questline(
-            settings,
-            "ingest",
-            str(path),
-            "--source",
-            "cdr",
-            "--batch-size",
-            "2",
-            DATABASE_URL=proxy.url,
-        )
-        await first_checkpoint(path, process)
+    async with proxied_ingest(settings, path) as (proxy, process):
         proxy.down()
         lines: list[str] = []
         line = await read_until(process, "the database is unavailable", lines)
         assert "retry 1 of 8" in line and "Traceback" not in "".join(lines)
         await proxy.up()
         _, err = await asyncio.wait_for(process.communicate(), 120)
-    finally:
-        proxy.down()
     assert process.returncode == 0, "".join(lines) + err.decode()
     assert f"read {count:,} records" in err.decode()
     assert beside(path, ".rejected.jsonl") == []
@@ -631,30 +637,11 @@ async def test_the_database_away_mid_run_is_waited_for_and_nothing_is_a_reject(
 async def test_the_database_away_through_every_retry_exits_3_and_a_rerun_resumes(
     app, default_tenant, settings, tmp_path
 ):
-    from tests.service.stream_helpers import DatabaseProxy
-
     count = 400
     path = cdr_jsonl(tmp_path, count)
-    proxy = DatabaseProxy(settings.database_url)
-    await proxy.up()
-    try:
-        process = await start_questline(
-            settings,
-            "ingest",
-            str(path),
-            "--source",
-            "cdr",
-            "--batch-size",
-            "2",
-            "--retries",
-            "1",
-            DATABASE_URL=proxy.url,
-        )
-        await first_checkpoint(path, process)
+    async with proxied_ingest(settings, path, "--retries", "1") as (proxy, process):
         proxy.down()
         _, err = await asyncio.wait_for(process.communicate(), 120)
-    finally:
-        proxy.down()
     said = err.decode()
     assert process.returncode == 3, said
     assert "did not answer through 1 retries" in said and "run the same command again" in said
