@@ -171,9 +171,8 @@ def _records(count: int) -> str:
 def _stop_on_signals(stop: asyncio.Event, then: str | list[str] = "") -> Iterator[list[int]]:
     """Ctrl-C or SIGTERM sets `stop`: the batch in flight finishes (`then` says what
     follows; a one-item list says all there is to say, for a caller whose answer
-    changes as it goes). Not
-    cancelled half-way: cancelling a transaction as it begins leaves Tortoise unable
-    to close."""
+    changes as it goes). Not cancelled half-way: cancelling a transaction as it begins
+    leaves Tortoise unable to close."""
     loop = asyncio.get_running_loop()
     received: list[int] = []
 

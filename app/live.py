@@ -12,7 +12,8 @@ member's operation id spliced in, is written to each member's WebSocket without
 awaiting it. A member whose socket cannot take more right now gets the rest in order
 from a task of its own and is dropped with `SubscriberTooSlow` once `backlog` frames
 wait. Anywhere else (graphql-ws, `schema.subscribe` in tests) `live()` is the plain
-per-subscriber loop.
+per-subscriber loop. A document of plain fields is not even executed: app.flat_render
+reads the payload's attributes as the execution would, ~10x cheaper.
 """
 
 from __future__ import annotations
