@@ -109,17 +109,24 @@ def _parse(query: str) -> Any:
     return parse(query)
 
 
+@lru_cache(maxsize=256)
+def _compiled(strawberry_schema: Any, query: str, operation_name: str | None) -> Any:
+    """The document's flat renderer (None: it is executed), one per document: every
+    subscriber of a document shares it, idle ones included."""
+    return compile_render(
+        strawberry_schema._schema,
+        _parse(query),
+        operation_name,
+        strawberry_schema.config.name_converter.get_graphql_name,
+    )
+
+
 def _renderer(current: _Current, context: Any, build: Callable[[dict[str, Any]], Any]):
     op = current.operation
     strawberry_schema = current.handler.schema
     schema = strawberry_schema._schema  # type: ignore[attr-defined]
     document = _parse(op.query)  # valid: Strawberry checked it before the resolver ran
-    fast = compile_render(
-        schema,
-        document,
-        op.operation_name,
-        strawberry_schema.config.name_converter.get_graphql_name,  # type: ignore[attr-defined]
-    )
+    fast = _compiled(strawberry_schema, op.query, op.operation_name)
 
     async def render(message: dict[str, Any]) -> str:
         global _fast_renders
