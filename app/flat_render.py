@@ -5,22 +5,31 @@ and a per-subscriber payload (rankChanged: each follower its own rank) is execut
 per follower per change: thousands a second. Most live documents select plain fields
 of the event object, with aliases perhaps, and nothing else. For such a document
 `compile_render` builds, once, a function that reads the same attributes that
-Strawberry's default resolvers read, serializes leaves with the same scalar and enum
-`serialize`, and encodes the same JSON as `{"data": ...}` of the execution.
+Strawberry's default resolvers read (or calls the type's synchronous resolvers that take
+nothing but `self`), serializes leaves with the same scalar and enum `serialize`, and
+encodes the same JSON as `{"data": ...}` of the execution.
 
 Anything else in the document makes `compile_render` return None, and the caller
-executes: fragments, directives, arguments below the root field, a field with a
-resolver or permission classes or extensions, interfaces and unions, the same response
+executes: fragments, directives, arguments below the root field, a field whose
+resolver is async or takes arguments or `info`, permission classes or extensions,
+interfaces and unions, the same response
 key twice, introspection fields other than `__typename`. For a single message, a value
 the document cannot render as the execution would (a null in a non-null field, an
-object of another type, a leaf its scalar refuses) raises `Fallback`. The execution
+object of another type, a leaf its scalar refuses, a resolver's error) raises
+`Fallback`. The execution
 then gives that message its usual errors.
+
+Queries and mutations use the same plans per object (`object_plan`): the schema's
+execution context completes an object whose selection is plain in one call instead of
+one resolution per field (schema.build.ExecutionContext).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from graphql import (
@@ -80,6 +89,18 @@ def compile_render(
     return render
 
 
+def object_plan(
+    graphql_type: GraphQLObjectType,
+    selection_set: SelectionSetNode,
+    graphql_name: Callable[[Any], str],
+) -> Callable[[Any], dict[str, Any]] | None:
+    """For an executor (schema.build.ExecutionContext): a function from a value of
+    `graphql_type` to the dict that executing `selection_set` on it gives, or None when
+    the selection is not of the plain kind. It raises `Fallback` where `compile_render`'s
+    renderer does."""
+    return _object(graphql_type, selection_set, False, graphql_name)
+
+
 def _plan(
     graphql_type: Any, selection_set: SelectionSetNode | None, graphql_name: Callable[[Any], str]
 ) -> _Plan | None:
@@ -135,22 +156,23 @@ def _object(
     if definition is None or graphql_type.is_type_of is not None:
         return None
     by_name = {graphql_name(f): f for f in definition.fields}
-    parts: list[tuple[str, str | None, _Plan]] = []
+    parts: list[tuple[str, _Plan, _Plan]] = []  # response key, getter, plan
     for node in selection_set.selections:
         if not isinstance(node, FieldNode) or node.directives or node.arguments:
             return None
         name = node.name.value
         key = node.alias.value if node.alias else name
         if name == "__typename":
-            parts.append((key, None, _constant(graphql_type.name)))
+            parts.append((key, _constant(graphql_type.name), _same))
             continue
         field, graphql_field = by_name.get(name), graphql_type.fields.get(name)
-        if field is None or graphql_field is None or not _plain(field):
+        getter = None if field is None or graphql_field is None else _getter(field)
+        if getter is None:
             return None
         plan = _plan(graphql_field.type, node.selection_set, graphql_name)
         if plan is None:
             return None
-        parts.append((key, field.python_name, plan))
+        parts.append((key, getter, plan))
     if len({key for key, _, _ in parts}) != len(parts):
         return None  # the same key twice: the execution merges the fields
     origin = definition.origin
@@ -162,26 +184,42 @@ def _object(
             raise Fallback
         if not isinstance(value, origin):
             raise Fallback
-        return {
-            key: plan(value) if attribute is None else plan(getattr(value, attribute))
-            for key, attribute, plan in parts
-        }
+        try:
+            return {key: plan(get(value)) for key, get, plan in parts}
+        except Fallback:
+            raise
+        except Exception as exc:  # a resolver's error: the execution reports it
+            raise Fallback from exc
 
     return obj
 
 
-def _plain(field: Any) -> bool:
-    """Resolved by Strawberry's default resolver (an attribute) and nothing else."""
-    return (
-        field.base_resolver is None
-        and not field.permission_classes
-        and not field.extensions
-        and not getattr(field, "is_subscription", False)
-    )
+def _getter(field: Any) -> _Plan | None:
+    """How Strawberry resolves `field` on a value, when it takes nothing but the value:
+    its default resolver (the attribute), or a synchronous method of the type that takes
+    only `self` (no arguments, no info). None for anything else: an async resolver,
+    permission classes, field extensions, a subscription."""
+    if field.permission_classes or field.extensions or getattr(field, "is_subscription", False):
+        return None
+    resolver = field.base_resolver
+    if resolver is None:
+        return attrgetter(field.python_name)
+    if resolver.is_async or resolver.arguments or resolver.self_parameter is None:
+        return None
+    function = resolver.wrapped_func
+    if not inspect.isfunction(function) or inspect.isgeneratorfunction(function):
+        return None
+    if len(inspect.signature(function).parameters) != 1:
+        return None  # info, root, parent or anything else beside `self`
+    return function
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _constant(value: str) -> _Plan:
     return lambda _: value
 
 
-__all__ = ["Fallback", "compile_render"]
+__all__ = ["Fallback", "compile_render", "object_plan"]

@@ -11,8 +11,11 @@ from typing import Any
 import strawberry
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
+    GraphQLObjectType,
     GraphQLResolveInfoHelpers,
+    GraphQLSchema,
     ObjectFieldNode,
     StringValueNode,
     Visitor,
@@ -24,6 +27,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, vali
 from strawberry.tools import merge_types
 
 from app.errors import UserError, shown_to_clients
+from app.flat_render import Fallback, object_plan
 from schema.nul_guard import nul_problem
 
 # Input fields whose values are secrets: stored, never returned, never logged
@@ -110,6 +114,57 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             _alive(executor).track_async_work(values)
 
         self.async_helpers = GraphQLResolveInfoHelpers(gather=gather, track=track)
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """An object whose selection is plain (app.flat_render: attributes, aliases,
+        `__typename`, plain objects and lists below) completed in one call: a page of
+        leaderboard entries was ~14% of a Redis-served read's CPU when completed field
+        by field. Anything else, or a value the plan refuses (`Fallback`: a null in a
+        non-null field, an object of another type, a leaf its scalar refuses), is
+        completed by graphql-core, errors and all."""
+        if len(field_details_list) == 1:
+            details = field_details_list[0]
+            if details.defer_usage is None and details.fragment_variable_values is None:
+                plan = _flat_plan(self.schema, return_type, details.node)
+                if plan is not None:
+                    try:
+                        return plan(result)
+                    except Fallback:
+                        pass
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+
+FLAT_PLANS_MAX = 2048
+# (schema id, field node id, type name) -> (schema, node, plan or None), least recently
+# used first. Each entry holds its schema and node, so neither id can be reused while it
+# is cached: ParserCache hands every request with the same text the same nodes.
+_flat_plans: OrderedDict[tuple[int, int, str], tuple[Any, Any, Any]] = OrderedDict()
+
+
+def _flat_plan(schema: GraphQLSchema, return_type: GraphQLObjectType, node: FieldNode) -> Any:
+    if node.selection_set is None:
+        return None
+    key = (id(schema), id(node), return_type.name)
+    found = _flat_plans.get(key)
+    if found is not None and found[0] is schema and found[1] is node:
+        _flat_plans.move_to_end(key)
+        return found[2]
+    names = schema._strawberry_schema.config.name_converter.get_graphql_name  # type: ignore[attr-defined]
+    plan = object_plan(return_type, node.selection_set, names)
+    _flat_plans[key] = (schema, node, plan)
+    if len(_flat_plans) > FLAT_PLANS_MAX:
+        _flat_plans.popitem(last=False)
+    return plan
 
 
 def _alive(executor: weakref.ref[ExecutionContext]) -> ExecutionContext:
