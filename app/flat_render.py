@@ -207,7 +207,9 @@ def _getter(field: Any) -> _Plan | None:
     if resolver.is_async or resolver.arguments or resolver.self_parameter is None:
         return None
     function = resolver.wrapped_func
-    if not inspect.isfunction(function) or inspect.isgeneratorfunction(function):
+    if not inspect.isfunction(function) or (
+        inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+    ):
         return None
     if len(inspect.signature(function).parameters) != 1:
         return None  # info, root, parent or anything else beside `self`

@@ -129,8 +129,11 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         leaderboard entries was ~14% of a Redis-served read's CPU when completed field
         by field. Anything else, or a value the plan refuses (`Fallback`: a null in a
         non-null field, an object of another type, a leaf its scalar refuses), is
-        completed by graphql-core, errors and all."""
-        if len(field_details_list) == 1:
+        completed by graphql-core, errors and all. So is every object while an extension
+        with a `resolve` hook (graphql-core middleware) is installed: it must see each
+        field."""
+        manager = self.middleware_manager  # extensions with a `resolve` hook see every field
+        if len(field_details_list) == 1 and (manager is None or not manager.middlewares):
             details = field_details_list[0]
             if details.defer_usage is None and details.fragment_variable_values is None:
                 plan = _flat_plan(self.schema, return_type, details.node)

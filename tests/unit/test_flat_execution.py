@@ -11,6 +11,7 @@ import strawberry
 from graphql import get_nullable_type, is_list_type, is_object_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strawberry.extensions import SchemaExtension
 
 from app.services.event_input import Outcome
 from app.services.ingest_rows import WalletRow
@@ -214,3 +215,28 @@ def test_outcomes_are_answered_through_their_resolvers_as_graphql_core_does():
     payload = RecordEventsPayload(outcomes=[outcome("2.5", wallet), outcome("1e400", wallet)])
     data, errors = same_answer(document, payload)
     assert data is None and errors[0][1] == ("batch", "outcomes", 1, "pointsAwarded")
+
+
+class Exclaim(SchemaExtension):
+    """A `resolve` hook: it must see every field, so nothing is completed by a plan."""
+
+    def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+        value = _next(root, info, *args, **kwargs)
+        return f"{value}!" if isinstance(value, str) else value
+
+
+def test_an_extension_with_a_resolve_hook_sees_every_field():
+    hooked = strawberry.Schema(
+        query=Query, execution_context_class=build.ExecutionContext, extensions=[Exclaim]
+    )
+    page = Leaderboard(
+        period=LeaderboardPeriod.DAILY,
+        period_key="2026-12-05",
+        total_players=0,
+        entries=[],
+        me=None,
+    )
+    build._flat_plans.clear()
+    data, errors = answer(hooked, "{ board { periodKey } }", page)
+    assert not errors and data == {"board": {"periodKey": "2026-12-05!"}}
+    assert not build._flat_plans  # no plan was even looked for
