@@ -10,14 +10,14 @@ nothing but `self`), serializes leaves with the same scalar and enum `serialize`
 encodes the same JSON as `{"data": ...}` of the execution.
 
 Anything else in the document makes `compile_render` return None, and the caller
-executes: fragments, directives, arguments below the root field, a field whose
-resolver is async or takes arguments or `info`, permission classes or extensions,
-interfaces and unions, the same response
-key twice, introspection fields other than `__typename`. For a single message, a value
-the document cannot render as the execution would (a null in a non-null field, an
-object of another type, a leaf its scalar refuses, a resolver's error) raises
-`Fallback`. The execution
-then gives that message its usual errors.
+executes: fragments, directives, arguments below the root field, a field whose resolver
+is async or takes arguments or `info`, permission classes or extensions, interfaces
+and unions, the same response key twice, introspection fields other than `__typename`.
+For a single message, a value the document cannot render as the execution would (a
+null in a non-null field, an object of another type, a leaf its scalar refuses, a
+resolver's error or awaitable) raises `Fallback`, and the execution then gives that
+message its usual errors. A resolver may so run twice: the plans take only those that
+read their object.
 
 Queries and mutations use the same plans per object (`object_plan`): the schema's
 execution context completes an object whose selection is plain in one call instead of
@@ -213,7 +213,16 @@ def _getter(field: Any) -> _Plan | None:
         return None
     if len(inspect.signature(function).parameters) != 1:
         return None  # info, root, parent or anything else beside `self`
-    return function
+
+    def call(value: Any) -> Any:
+        out = function(value)
+        if inspect.isawaitable(out):  # the execution awaits it
+            if inspect.iscoroutine(out):
+                out.close()
+            raise Fallback
+        return out
+
+    return call
 
 
 def _same(value: Any) -> Any:

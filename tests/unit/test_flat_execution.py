@@ -4,6 +4,8 @@ one graphql-core's own execution gives, and plans are used where they apply."""
 
 from __future__ import annotations
 
+import gc
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +24,25 @@ from schema.ledger import EventOutcome, RecordEventsPayload
 from schema.players import Player, PlayerKind
 
 
+async def _later(n: int) -> int:
+    return n
+
+
+@strawberry.type
+class Odd:
+    n: int
+
+    @strawberry.field
+    def later(self) -> int:  # synchronous, yet returns an awaitable: graphql-core awaits it
+        return _later(self.n)  # type: ignore[return-value]
+
+
 @strawberry.type
 class Query:
+    @strawberry.field
+    def odd(self, info: strawberry.Info) -> Odd:
+        return info.root_value
+
     @strawberry.field
     def board(self, info: strawberry.Info) -> Leaderboard:
         return info.root_value
@@ -240,3 +259,15 @@ def test_an_extension_with_a_resolve_hook_sees_every_field():
     data, errors = answer(hooked, "{ board { periodKey } }", page)
     assert not errors and data == {"board": {"periodKey": "2026-12-05!"}}
     assert not build._flat_plans  # no plan was even looked for
+
+
+async def test_a_resolver_that_returns_an_awaitable_is_awaited_as_graphql_core_does():
+    build._flat_plans.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flat = await FLAT.execute("{ odd { n later } }", root_value=Odd(n=4))
+        gc.collect()
+    plain = await PLAIN.execute("{ odd { n later } }", root_value=Odd(n=4))
+    assert flat.errors is None and flat.data == plain.data == {"odd": {"n": 4, "later": 4}}
+    # The plan's own call was closed, not left for the collector to warn about.
+    assert not [w for w in caught if "never awaited" in str(w.message)]
