@@ -400,6 +400,27 @@ async def test_a_changed_file_whose_records_were_known_by_their_line_is_refused(
     assert (again.total.applied, again.total.duplicates) == (3, 0)
 
 
+async def test_the_cli_refuses_a_changed_file_of_line_keyed_records_with_exit_2(
+    app, rt, default_tenant, settings, tmp_path
+):
+    path = cdr_csv(tmp_path, [CDR_ROWS[0], "sub-1,,outgoing,60,2026-01-22T10:05:00Z"])
+    first = await questline(settings, "ingest", str(path), "--source", "cdr")
+    assert first.returncode == 0, first.stderr
+    before = await balances(default_tenant)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("sub-2,,outgoing,90,2026-01-22T11:00:00Z\n")
+
+    refused = await questline(settings, "ingest", str(path), "--source", "cdr")
+    assert refused.returncode == 2, refused.stderr
+    assert "2 of the records applied then had no id" in refused.stderr
+    assert "Give --restart to read it from the start" in refused.stderr
+    assert await balances(default_tenant) == before
+
+    restarted = await questline(settings, "ingest", str(path), "--source", "cdr", "--restart")
+    assert restarted.returncode == 0, restarted.stderr
+    assert "read 3 records: 3 applied, 0 duplicates, 0 rejected" in restarted.stderr
+
+
 async def test_the_cli_stops_at_once_on_a_signal_while_it_reads_a_large_file(
     app, default_tenant, settings, tmp_path
 ):

@@ -3,8 +3,11 @@ JSONL file cost: one refused line each, and memory for one record."""
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from pathlib import Path
+
+import pytest
 
 from app.services.record_files import MAX_RECORD_BYTES, open_records, read_header
 
@@ -91,17 +94,24 @@ def test_a_file_without_line_ends_is_read_a_record_at_most(tmp_path):
     assert peak < MAX_RECORD_BYTES * 4
 
 
-def test_reading_a_long_jsonl_file_keeps_one_record_in_memory(tmp_path):
-    path = tmp_path / "many.jsonl"
-    line = '{"player": "p", "value": 1, "pad": "%s"}\n' % ("y" * 200)
-    path.write_text(line * 20_000)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_reading_a_long_file_keeps_one_record_in_memory(tmp_path, fmt):
+    path = tmp_path / f"many.{fmt}"
+    pad = "y" * 200
+    if fmt == "jsonl":
+        head, line = "", json.dumps({"player": "p", "value": 1, "pad": pad}) + "\n"
+    else:
+        head, line = "player,value,pad\n", f"p,1,{pad}\n"
+    path.write_text(head + line * 20_000)
     size = path.stat().st_size
+    columns, offset, first = read_header(path, size) if fmt == "csv" else (None, 0, 0)
     tracemalloc.start()
     try:
-        with open_records(path, "jsonl", None, 0, 0, size) as rows:
+        with open_records(path, fmt, columns, offset, first, size) as rows:
             count = 0
-            for _ in rows:
+            for row in rows:
                 count += 1
+                assert row.error is None and row.record["pad"] == pad
                 assert len(rows.lines.taken) == 1
             peak = tracemalloc.get_traced_memory()[1]
     finally:
