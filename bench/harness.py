@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -265,6 +266,25 @@ def cores_busy() -> dict[str, tuple[int, int]]:
             idle = nums[3] + nums[4]
             out[name] = (sum(nums[:8]) - idle, sum(nums[:8]))
     return out
+
+
+def worktree(rev: str) -> Path:
+    """The code of `rev` checked out beside this one, for an A/B in one run (`drop` it)."""
+    path = Path(tempfile.mkdtemp(prefix="qlbase-"))
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), rev],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def drop(path: Path) -> None:
+    subprocess.run(
+        ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True
+    )
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def busy_share(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict:

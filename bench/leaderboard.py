@@ -17,7 +17,10 @@ Then, --runs times:
 - writes: `recordEvent` at 50 clients and `recordEvents` batches of 500 into a tenant
   with the four period boards and into the same preset with `leaderboards: false`
   (the board updates' cost is the difference);
-- baseline: a Strawberry no-op mutation (the framework's ceiling) at 1 and 50 clients.
+- baseline: a Strawberry no-op mutation (the framework's ceiling) at 1 and 50 clients;
+- with `--baseline-rev REV`: the Redis ALL_TIME reads (1 client, paced) once more on the
+  code of REV, checked out in a git worktree and served against the same databases,
+  before this code's reads in odd runs and after them in even runs (an A/B in one run).
 
 Results go to bench/RESULTS.md between the leaderboard markers; raw data to bench/out/.
 """
@@ -47,6 +50,7 @@ from harness import (
     Server,
     backend_env,
     base_env,
+    drop,
     loadgen,
     log,
     pg_settle,
@@ -54,6 +58,7 @@ from harness import (
     redis_cleanup,
     run_bench,
     run_cli,
+    worktree,
 )
 
 # Its own database and Redis prefix: the other benches may run on this machine too.
@@ -216,51 +221,101 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     daily = loaded["keys"]["DAILY"]
     sql_env = {**env, "REDIS_URL": ""}
 
-    for run in range(args.runs):
-        record: dict[str, Any] = {}
-        log(f"run {run + 1}/{args.runs}: rebuild")
-        redis_cleanup()
-        record["rebuild_all_s"] = timed_cli(
-            ["leaderboard", "rebuild", "--tenant", TENANT, "--period", "ALL_TIME", "--key", "all"],
-            env,
-        )
-        record["rebuild_daily_s"] = timed_cli(
-            ["leaderboard", "rebuild", "--tenant", TENANT, "--period", "DAILY", "--key", daily],
-            env,
-        )
-        run_cli(["leaderboard", "rebuild", "--tenant", TENANT], env, timeout=900)
-        record["memory_all"] = redis_memory(loaded["tenant_id"], "ALL_TIME", "all")
-        log(
-            f"  rebuild ALL_TIME {record['rebuild_all_s']} s, DAILY {record['rebuild_daily_s']} s;"
-            f" Redis {record['memory_all']['bytes'] / MIB:.0f} MiB for "
-            f"{record['memory_all']['members']:,} players"
-        )
+    base = worktree(args.baseline_rev) if args.baseline_rev else None
+    try:
+        for run in range(args.runs):
+            record: dict[str, Any] = {}
+            log(f"run {run + 1}/{args.runs}: rebuild")
+            redis_cleanup()
+            record["rebuild_all_s"] = timed_cli(
+                [
+                    "leaderboard",
+                    "rebuild",
+                    "--tenant",
+                    TENANT,
+                    "--period",
+                    "ALL_TIME",
+                    "--key",
+                    "all",
+                ],
+                env,
+            )
+            record["rebuild_daily_s"] = timed_cli(
+                ["leaderboard", "rebuild", "--tenant", TENANT, "--period", "DAILY", "--key", daily],
+                env,
+            )
+            run_cli(["leaderboard", "rebuild", "--tenant", TENANT], env, timeout=900)
+            record["memory_all"] = redis_memory(loaded["tenant_id"], "ALL_TIME", "all")
+            log(
+                f"  rebuild ALL_TIME {record['rebuild_all_s']} s, "
+                f"DAILY {record['rebuild_daily_s']} s;"
+                f" Redis {record['memory_all']['bytes'] / MIB:.0f} MiB for "
+                f"{record['memory_all']['members']:,} players"
+            )
 
-        log(f"run {run + 1}/{args.runs}: framework ceiling (no-op server)")
-        noop = Server(
-            procs,
-            f"lb-noop-r{run + 1}",
-            ["--app-dir", str(BENCH), "baseline_app:create_app"],
-            base_env(),
-        )
-        noop.start()
-        try:
-            record["noop1"] = loadgen(procs, args, noop, "", "noop", 1)
-            record["noop50"] = loadgen(procs, args, noop, "", "noop", args.clients)
-        finally:
-            noop.stop()
+            log(f"run {run + 1}/{args.runs}: framework ceiling (no-op server)")
+            noop = Server(
+                procs,
+                f"lb-noop-r{run + 1}",
+                ["--app-dir", str(BENCH), "baseline_app:create_app"],
+                base_env(),
+            )
+            noop.start()
+            try:
+                record["noop1"] = loadgen(procs, args, noop, "", "noop", 1)
+                record["noop50"] = loadgen(procs, args, noop, "", "noop", args.clients)
+            finally:
+                noop.stop()
 
-        log(f"run {run + 1}/{args.runs}: reads from Redis")
-        server = Server(procs, f"lb-redis-r{run + 1}", ["app.asgi:create_app"], env)
-        server.start()
-        try:
-            for period, players in (("ALL_TIME", args.all_time), ("DAILY", args.periodic)):
-                extra = [f"--period={period}", f"--players={players}"]
+            if base is not None and run % 2 == 0:  # the baseline's reads first in every other run
+                record.update(baseline_reads(procs, args, base, env, lb_key, run))
+            log(f"run {run + 1}/{args.runs}: reads from Redis")
+            server = Server(procs, f"lb-redis-r{run + 1}", ["app.asgi:create_app"], env)
+            server.start()
+            try:
+                for period, players in (("ALL_TIME", args.all_time), ("DAILY", args.periodic)):
+                    extra = [f"--period={period}", f"--players={players}"]
+                    for clients in (1, args.clients):
+                        record[f"redis_{period}_{clients}"] = loadgen(
+                            procs, args, server, lb_key, "board", clients, extra=extra
+                        )
+                    record[f"redis_{period}_paced"] = loadgen(
+                        procs,
+                        args,
+                        server,
+                        lb_key,
+                        "board",
+                        args.clients,
+                        extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
+                    )
+                record["redis_rss"] = server.peak_rss()
+                log(f"run {run + 1}/{args.runs}: writes with and without boards")
+                tenants = [("boards", boards_key), ("flat", flat_key)]
+                for name, key in tenants if run % 2 == 0 else tenants[::-1]:  # alternate
+                    # Each side starts from a vacuumed database (autovacuum is off here).
+                    record[f"settle_{name}_50"] = pg_settle()
+                    record[f"write_{name}_50"] = loadgen(
+                        procs, args, server, key, "record", args.clients
+                    )
+                    record[f"settle_{name}_batch"] = pg_settle()
+                    record[f"write_{name}_batch"] = loadgen(procs, args, server, key, "records", 4)
+                stats = _readyz(server)
+                record["boards_stats"] = stats.get("leaderboards")
+            finally:
+                server.stop()
+
+            if base is not None and run % 2 == 1:
+                record.update(baseline_reads(procs, args, base, env, lb_key, run))
+            log(f"run {run + 1}/{args.runs}: reads from SQL (no REDIS_URL)")
+            server = Server(procs, f"lb-sql-r{run + 1}", ["app.asgi:create_app"], sql_env)
+            server.start()
+            try:
+                extra = ["--period=DAILY", f"--players={args.periodic}"]
                 for clients in (1, args.clients):
-                    record[f"redis_{period}_{clients}"] = loadgen(
+                    record[f"sql_DAILY_{clients}"] = loadgen(
                         procs, args, server, lb_key, "board", clients, extra=extra
                     )
-                record[f"redis_{period}_paced"] = loadgen(
+                record["sql_DAILY_paced"] = loadgen(
                     procs,
                     args,
                     server,
@@ -269,45 +324,16 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                     args.clients,
                     extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
                 )
-            record["redis_rss"] = server.peak_rss()
-            log(f"run {run + 1}/{args.runs}: writes with and without boards")
-            tenants = [("boards", boards_key), ("flat", flat_key)]
-            for name, key in tenants if run % 2 == 0 else tenants[::-1]:  # alternate
-                # Each side starts from a vacuumed database (autovacuum is off here).
-                record[f"settle_{name}_50"] = pg_settle()
-                record[f"write_{name}_50"] = loadgen(
-                    procs, args, server, key, "record", args.clients
+                extra = ["--period=ALL_TIME", f"--players={args.all_time}"]
+                record["sql_ALL_TIME_1"] = loadgen(
+                    procs, args, server, lb_key, "board", 1, extra=extra
                 )
-                record[f"settle_{name}_batch"] = pg_settle()
-                record[f"write_{name}_batch"] = loadgen(procs, args, server, key, "records", 4)
-            stats = _readyz(server)
-            record["boards_stats"] = stats.get("leaderboards")
-        finally:
-            server.stop()
-
-        log(f"run {run + 1}/{args.runs}: reads from SQL (no REDIS_URL)")
-        server = Server(procs, f"lb-sql-r{run + 1}", ["app.asgi:create_app"], sql_env)
-        server.start()
-        try:
-            extra = ["--period=DAILY", f"--players={args.periodic}"]
-            for clients in (1, args.clients):
-                record[f"sql_DAILY_{clients}"] = loadgen(
-                    procs, args, server, lb_key, "board", clients, extra=extra
-                )
-            record["sql_DAILY_paced"] = loadgen(
-                procs,
-                args,
-                server,
-                lb_key,
-                "board",
-                args.clients,
-                extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
-            )
-            extra = ["--period=ALL_TIME", f"--players={args.all_time}"]
-            record["sql_ALL_TIME_1"] = loadgen(procs, args, server, lb_key, "board", 1, extra=extra)
-        finally:
-            server.stop()
-        data["runs"].append(record)
+            finally:
+                server.stop()
+            data["runs"].append(record)
+    finally:
+        if base is not None:
+            drop(base)
     return data
 
 
@@ -333,6 +359,45 @@ def _cells(runs: list[dict[str, Any]], name: str, field: str, fmt: str) -> str:
     return (fmt.format(med) if med is not None else "n/a") + " | " + " / ".join(shown)
 
 
+def baseline_reads(
+    procs: Processes, args: argparse.Namespace, base: Path, env: dict[str, str], key: str, run: int
+) -> dict[str, Any]:
+    """The Redis-served ALL_TIME reads (1 client, and the paced clients) on the code of
+    `--baseline-rev`, against the same databases: the A/B of a change in one run."""
+    log(f"run {run + 1}/{args.runs}: reads from Redis, baseline {args.baseline_rev}")
+    server = Server(procs, f"lb-base-r{run + 1}", ["app.asgi:create_app"], env, cwd=base)
+    server.start()
+    extra = ["--period=ALL_TIME", f"--players={args.all_time}"]
+    try:
+        return {
+            "base_ALL_TIME_1": loadgen(procs, args, server, key, "board", 1, extra=extra),
+            "base_ALL_TIME_paced": loadgen(
+                procs,
+                args,
+                server,
+                key,
+                "board",
+                args.clients,
+                extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
+            ),
+        }
+    finally:
+        server.stop()
+
+
+def _cpu_per_read(runs: list[dict[str, Any]], name: str) -> str:
+    """The worker's CPU per read, ms: its CPU share over the reads per second."""
+    values = [
+        r[name]["server_cpu_util"] / r[name]["requests_per_s"] * 1000
+        for r in runs
+        if r.get(name, {}).get("server_cpu_util") and r[name].get("requests_per_s")
+    ]
+    if not values:
+        return "n/a | n/a"
+    shown = " / ".join(f"{v:.2f}" for v in values)
+    return f"{statistics.median(values):.2f} | {shown}"
+
+
 def report(data: dict[str, Any]) -> str:
     runs = data["runs"]
     a = data["args"]
@@ -353,7 +418,14 @@ def report(data: dict[str, Any]) -> str:
         f"COPY in {data['loaded']['load_s']} s. Reads: `leaderboard(period, first: 10, "
         "around: X)` with X a random player on the board, closed loop, "
         f"{a['duration']} s measured after {a['warmup']} s warm-up, one uvicorn worker. "
-        "Medians of the runs, then each run.",
+        "Medians of the runs, then each run."
+        + (
+            f" The `baseline {a['baseline_rev']}` rows: the same ALL_TIME reads on that "
+            "revision's code (a git worktree) against the same databases, before this "
+            "code's reads in odd runs and after them in even runs."
+            if a.get("baseline_rev")
+            else ""
+        ),
         "",
         "| measure | median | runs |",
         "| --- | ---: | --- |",
@@ -376,6 +448,26 @@ def report(data: dict[str, Any]) -> str:
                 f"| {label}, {clients}: reads/s | "
                 f"{_cells(runs, key, 'requests_per_s', '{:,.0f}')} |"
             )
+    lines.append(
+        "| Redis, ALL_TIME (1M), 1 client: worker CPU per read, ms | "
+        f"{_cpu_per_read(runs, 'redis_ALL_TIME_1')} |"
+    )
+    if a.get("baseline_rev"):
+        rev = a["baseline_rev"]
+        for clients, key in (("1 client", "base_ALL_TIME_1"), (paced, "base_ALL_TIME_paced")):
+            for field in ("p50_ms", "p99_ms"):
+                lines.append(
+                    f"| baseline {rev}: Redis, ALL_TIME (1M), {clients}: {field[:3]} ms | "
+                    f"{_cells(runs, key, field, '{:.2f}')} |"
+                )
+            lines.append(
+                f"| baseline {rev}: Redis, ALL_TIME (1M), {clients}: reads/s | "
+                f"{_cells(runs, key, 'requests_per_s', '{:,.0f}')} |"
+            )
+        lines.append(
+            f"| baseline {rev}: Redis, ALL_TIME (1M), 1 client: worker CPU per read, ms | "
+            f"{_cpu_per_read(runs, 'base_ALL_TIME_1')} |"
+        )
     lines.append(
         "| SQL fallback, ALL_TIME (1M), 1 client: p50 ms | "
         f"{_cells(runs, 'sql_ALL_TIME_1', 'p50_ms', '{:.2f}')} |"
@@ -479,6 +571,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--all-time", type=int, default=1_000_000)
     p.add_argument("--periodic", type=int, default=100_000)
     p.add_argument("--players", type=int, default=2000, help="players of the write load")
+    p.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="also measure the Redis ALL_TIME reads on this git revision (same databases)",
+    )
     args = p.parse_args(argv)
     if args.periodic > args.all_time:
         p.error("--periodic must not exceed --all-time")

@@ -23,11 +23,8 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -44,12 +41,14 @@ from harness import (
     Server,
     SetupError,
     backend_env,
+    drop,
     gql,
     log,
     pg_settle,
     prepare,
     proc_cpu_seconds,
     run_bench,
+    worktree,
 )
 
 harness.PG_DB = "questline_rkbench"
@@ -65,25 +64,6 @@ RECORD_EVENT = (
     "mutation($input: RecordEventInput!) { recordEvent(input: $input) "
     "{ outcome { pointsAwarded } errors { code message } } }"
 )
-
-
-def worktree(rev: str) -> Path:
-    """The code of `rev` checked out beside this one (removed at exit by `drop`)."""
-    path = Path(tempfile.mkdtemp(prefix="qlrk-"))
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(path), rev],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
-def drop(path: Path) -> None:
-    subprocess.run(
-        ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True
-    )
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def load_players(url: str, key: str, count: int) -> None:
