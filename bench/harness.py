@@ -378,6 +378,14 @@ class Server:
             self.proc = None
 
 
+def noop_server(procs: Processes, name: str) -> Server:
+    """The framework's ceiling (bench/baseline_app.py), started: a Strawberry server
+    whose mutations take the app's inputs and do nothing."""
+    server = Server(procs, name, ["--app-dir", str(BENCH), "baseline_app:create_app"], base_env())
+    server.start()
+    return server
+
+
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 180.0) -> str:
     cmd = [sys.executable, "-m", "app.cli", *args]
     result = subprocess.run(

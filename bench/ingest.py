@@ -40,7 +40,6 @@ import harness
 from ceilings import db_ceiling
 from envinfo import git_state, machine, source_fingerprint, versions
 from harness import (
-    BENCH,
     MIB,
     OUT,
     BenchBlocked,
@@ -48,11 +47,11 @@ from harness import (
     Server,
     SetupError,
     backend_env,
-    base_env,
     gql,
     graphql_calls,
     loadgen,
     log,
+    noop_server,
     pg_recreate,
     pg_settle,
     prepare,
@@ -173,13 +172,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
 
     for run in range(args.runs):
         log(f"run {run + 1}/{args.runs}: framework ceiling (no-op server)")
-        noop = Server(
-            procs,
-            f"noop-r{run + 1}",
-            ["--app-dir", str(BENCH), "baseline_app:create_app"],
-            base_env(),
-        )
-        noop.start()
+        noop = noop_server(procs, f"noop-r{run + 1}")
         try:
             entry = {
                 "single1": loadgen(procs, args, noop, "", "noop", 1),

@@ -43,16 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 from envinfo import git_state, machine, versions
 from harness import (
-    BENCH,
     MIB,
     REDIS_URL,
     Processes,
     Server,
     backend_env,
-    base_env,
     drop,
     loadgen,
     log,
+    noop_server,
     pg_settle,
     prepare,
     redis_cleanup,
@@ -254,13 +253,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             )
 
             log(f"run {run + 1}/{args.runs}: framework ceiling (no-op server)")
-            noop = Server(
-                procs,
-                f"lb-noop-r{run + 1}",
-                ["--app-dir", str(BENCH), "baseline_app:create_app"],
-                base_env(),
-            )
-            noop.start()
+            noop = noop_server(procs, f"lb-noop-r{run + 1}")
             try:
                 record["noop1"] = loadgen(procs, args, noop, "", "noop", 1)
                 record["noop50"] = loadgen(procs, args, noop, "", "noop", args.clients)
@@ -279,15 +272,8 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                         record[f"redis_{period}_{clients}"] = loadgen(
                             procs, args, server, lb_key, "board", clients, extra=extra
                         )
-                    record[f"redis_{period}_paced"] = loadgen(
-                        procs,
-                        args,
-                        server,
-                        lb_key,
-                        "board",
-                        args.clients,
-                        extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
-                    )
+                    paced = paced_reads(procs, args, server, lb_key, extra)
+                    record[f"redis_{period}_paced"] = paced
                 record["redis_rss"] = server.peak_rss()
                 log(f"run {run + 1}/{args.runs}: writes with and without boards")
                 tenants = [("boards", boards_key), ("flat", flat_key)]
@@ -315,15 +301,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                     record[f"sql_DAILY_{clients}"] = loadgen(
                         procs, args, server, lb_key, "board", clients, extra=extra
                     )
-                record["sql_DAILY_paced"] = loadgen(
-                    procs,
-                    args,
-                    server,
-                    lb_key,
-                    "board",
-                    args.clients,
-                    extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
-                )
+                record["sql_DAILY_paced"] = paced_reads(procs, args, server, lb_key, extra)
                 extra = ["--period=ALL_TIME", f"--players={args.all_time}"]
                 record["sql_ALL_TIME_1"] = loadgen(
                     procs, args, server, lb_key, "board", 1, extra=extra
@@ -359,6 +337,14 @@ def _cells(runs: list[dict[str, Any]], name: str, field: str, fmt: str) -> str:
     return (fmt.format(med) if med is not None else "n/a") + " | " + " / ".join(shown)
 
 
+def paced_reads(
+    procs: Processes, args: argparse.Namespace, server: Server, key: str, extra: list[str]
+) -> dict[str, Any]:
+    """`--clients` readers, each on its own schedule, `--paced-rate` reads/s in all."""
+    interval = f"--interval={args.clients / args.paced_rate}"
+    return loadgen(procs, args, server, key, "board", args.clients, extra=[*extra, interval])
+
+
 def baseline_reads(
     procs: Processes, args: argparse.Namespace, base: Path, env: dict[str, str], key: str, run: int
 ) -> dict[str, Any]:
@@ -371,15 +357,7 @@ def baseline_reads(
     try:
         return {
             "base_ALL_TIME_1": loadgen(procs, args, server, key, "board", 1, extra=extra),
-            "base_ALL_TIME_paced": loadgen(
-                procs,
-                args,
-                server,
-                key,
-                "board",
-                args.clients,
-                extra=[*extra, f"--interval={args.clients / args.paced_rate}"],
-            ),
+            "base_ALL_TIME_paced": paced_reads(procs, args, server, key, extra),
         }
     finally:
         server.stop()
