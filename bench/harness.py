@@ -16,7 +16,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -268,25 +267,6 @@ def cores_busy() -> dict[str, tuple[int, int]]:
     return out
 
 
-def worktree(rev: str) -> Path:
-    """The code of `rev` checked out beside this one, for an A/B in one run (`drop` it)."""
-    path = Path(tempfile.mkdtemp(prefix="qlbase-"))
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", str(path), rev],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
-def drop(path: Path) -> None:
-    subprocess.run(
-        ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True
-    )
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def busy_share(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict:
     share = {}
     for name, (busy, total) in after.items():
@@ -379,8 +359,7 @@ class Server:
 
 
 def noop_server(procs: Processes, name: str) -> Server:
-    """The framework's ceiling (bench/baseline_app.py), started: a Strawberry server
-    whose mutations take the app's inputs and do nothing."""
+    """The framework's ceiling (bench/baseline_app.py: mutations that do nothing), started."""
     server = Server(procs, name, ["--app-dir", str(BENCH), "baseline_app:create_app"], base_env())
     server.start()
     return server

@@ -48,7 +48,6 @@ from harness import (
     Processes,
     Server,
     backend_env,
-    drop,
     loadgen,
     log,
     noop_server,
@@ -57,8 +56,8 @@ from harness import (
     redis_cleanup,
     run_bench,
     run_cli,
-    worktree,
 )
+from worktrees import drop, worktree
 
 # Its own database and Redis prefix: the other benches may run on this machine too.
 harness.PG_DB = "questline_lbbench"

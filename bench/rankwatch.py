@@ -41,15 +41,14 @@ from harness import (
     Server,
     SetupError,
     backend_env,
-    drop,
     gql,
     log,
     pg_settle,
     prepare,
     proc_cpu_seconds,
     run_bench,
-    worktree,
 )
+from worktrees import drop, worktree
 
 harness.PG_DB = "questline_rkbench"
 harness.PG_URL = f"postgres://postgres@127.0.0.1:5432/{harness.PG_DB}"
