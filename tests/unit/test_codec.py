@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from app.codec import dumps, dumps_bytes
+from orjson import Fragment
+
+from app.codec import dumps, dumps_bytes, sql_json
 
 
 class Kind(StrEnum):
@@ -46,3 +48,12 @@ def test_an_integer_beyond_64_bits_falls_back_to_the_standard_library_and_stays_
 
 def test_the_output_is_compact():
     assert dumps({"a": [1, 2], "b": "c"}) == '{"a":[1,2],"b":"c"}'
+
+
+def test_sql_parameters_carry_datetimes_in_rfc_3339_and_decimals_as_text():
+    aware = datetime(2026, 12, 5, 11, 26, 19, 583334, tzinfo=UTC)
+    row = [aware, date(2026, 12, 5), Decimal("12.50"), Fragment(b'{"a":1}'), None, 7]
+    assert sql_json([row]) == (
+        '[["2026-12-05T11:26:19.583334+00:00","2026-12-05","12.50",{"a":1},null,7]]'
+    )
+    assert sql_json([2**70, aware]) == f'[{2**70},"{aware}"]'  # the standard library's
