@@ -422,6 +422,22 @@ async def _players_with_streaks(
     return players, streaks
 
 
+def _kept(
+    cache: BoardCache, tenant: Tenant, period: Period, day: date, today: date, now: datetime | None
+) -> bool:
+    """Whether Redis keeps the board of `day`'s period: the current one, and a past one
+    until its keys expire (`BoardCache.expire_at`). A future period, or one past its
+    retention, is read from SQL: a set rebuilt for it would expire at once (or, for the
+    future, outlive everything), and every read would scan its rows again."""
+    key = periods.period_key(period.value, day)
+    if key == periods.period_key(period.value, today):
+        return True
+    if day > today:
+        return False
+    expires = cache.expire_at(period.value, key, tenant.timezone)
+    return expires == 0 or expires > (now or datetime.now(UTC)).timestamp()
+
+
 async def _cached_ranking(
     cache: BoardCache, tenant: Tenant, period: Period, day: date, first: int, offset: int, around
 ) -> Ranking | None:
@@ -472,7 +488,7 @@ async def board(
         raise UserError(ErrorCode.INVALID, f"first must be between 0 and {MAX_PAGE}", "first")
     if offset < 0:
         raise UserError(ErrorCode.INVALID, "offset must not be negative", "offset")
-    day = _today(tenant, now)
+    today = day = _today(tenant, now)
     key = periods.period_key(period.value, day)
     snapshot = None
     if period_key is not None and period_key != key:
@@ -485,7 +501,7 @@ async def board(
     ranking = None
     if snapshot is not None:
         ranking = await _snapshot_ranking(tenant, snapshot, first, offset, around)
-    elif cache is not None and scope == Scope() and key == periods.period_key(period.value, day):
+    elif cache is not None and scope == Scope() and _kept(cache, tenant, period, day, today, now):
         ranking = await _cached_ranking(cache, tenant, period, day, first, offset, around)
     if ranking is None:
         ranking = await sql_ranking(tenant, period, key, scope, first, offset, around)

@@ -341,3 +341,43 @@ async def test_many_players_places_from_redis_equal_sql(rt):
         for pid in ("p000", "p003", "p017"):
             me = (await leaderboards.board(tenant, period, first=1, around=pid)).me
             assert me is not None and cached[pks[pid]] == (me.rank, me.points)
+
+
+async def test_redis_keeps_past_boards_until_they_expire_and_never_future_ones(rt):
+    """A past period is read from Redis while its keys are kept (retention after it
+    closes); past that, and for a future period, SQL answers and nothing is rebuilt:
+    a set rebuilt then would expire at once, or never, and every read would scan again."""
+    tenant = await create_tenant("zkept", preset="habits")
+    cache = rt.boards
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=cache.retention_days + 10), now - timedelta(days=2)
+    await ingest.record_events(
+        rt,
+        tenant,
+        [
+            ingest.EventInput(pid, "x", value=value, occurred_at=at)
+            for at in (old, recent)
+            for pid, value in (("a", 5), ("b", 10))
+        ],
+    )
+    tz = zone(tenant.timezone)
+    old_key, recent_key = (periods.day_key(periods.local_day(at, tz)) for at in (old, recent))
+    future_key = periods.day_key(periods.local_day(now + timedelta(days=3), tz))
+
+    for _ in range(3):
+        reads, rebuilds = cache.stats["reads"], cache.stats["rebuilds"]
+        for key in (old_key, future_key):
+            page = await leaderboards.board(tenant, Period.DAILY, period_key=key, cache=cache)
+            assert shown(page) == shown(
+                await leaderboards.board(tenant, Period.DAILY, period_key=key)
+            )
+        await cache.wait_rebuilds()
+        assert (cache.stats["reads"], cache.stats["rebuilds"]) == (reads, rebuilds)
+    assert shown(page)[0] == 0  # the future board is empty
+    for key in (old_key, future_key):
+        assert not await cache.redis.exists(*cache.keys(tenant.id, "DAILY", key))
+
+    await leaderboards.board(tenant, Period.DAILY, period_key=recent_key, cache=cache)
+    await cache.wait_rebuilds()
+    redis_page, sql_page = await both(tenant, cache, Period.DAILY, period_key=recent_key)
+    assert redis_page == sql_page and redis_page[0] == 2
