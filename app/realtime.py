@@ -56,6 +56,7 @@ class _ReadyAfterSubscribeRedisBackend(RedisBackend):
 
 _CLOSED = object()
 HEARTBEAT_SECONDS = 0.5
+RETRY_MAX_SECONDS = 4.0  # the longest wait between attempts while Redis is away
 CONNECT_SECONDS = 3.0  # at most, for the subscriber connection to Redis
 # What "look again" subscribers get once the hub has resubscribed after an outage.
 RESUBSCRIBED: dict[str, Any] = {"resubscribed": True}
@@ -105,6 +106,13 @@ class _Channel:
         )
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds before the hub's next look at Redis after `failures` failed attempts in a
+    row: the heartbeat while all is well, doubling per failure up to RETRY_MAX_SECONDS
+    (0.5, 1, 2, 4, 4, ...), so an outage is not met by a steady stream of connects."""
+    return min(HEARTBEAT_SECONDS * 2 ** min(failures, 16), RETRY_MAX_SECONDS)
+
+
 class Hub:
     """Channels are plain names (e.g. `t1:player:42:points`); the hub namespaces them."""
 
@@ -128,6 +136,7 @@ class Hub:
         self.published = 0
         self.lost = 0  # messages that could not be published (Redis down)
         self.reconnects = 0
+        self.retries = 0  # failed looks at Redis while it was away
         self.renders = 0  # direct groups' renderings (one per message per group)
 
     def _new_broadcast(self) -> Broadcast:
@@ -158,14 +167,17 @@ class Hub:
             "published": self.published,
             "lost": self.lost,
             "reconnects": self.reconnects,
+            "retries": self.retries,
             "renders": self.renders,
         }
 
     async def _watch(self, broken: bool = False) -> None:
-        """Heartbeat: notice a dead Redis subscription and rebuild it once Redis is back."""
+        """Heartbeat: notice a dead Redis subscription and rebuild it once Redis is back,
+        trying again with backoff (`retry_delay`) while it stays away."""
         assert self._publisher is not None
+        failures = int(broken)
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(retry_delay(failures))
             backend = self._broadcast._backend
             try:
                 await self._publisher.ping()
@@ -173,15 +185,19 @@ class Hub:
                 if not broken:
                     log.warning("Redis unreachable: live updates paused until it returns")
                 broken = True
+                failures += 1
+                self.retries += 1
                 continue
             if broken or getattr(backend, "failed", False):
                 try:
                     await self._resubscribe()
-                except Exception as exc:  # Redis went away again: next heartbeat retries
+                except Exception as exc:  # Redis went away again: retried after a backoff
                     log.warning("resubscribing failed: %s", exc)
                     broken = True
-                else:
-                    broken = False
+                    failures += 1
+                    self.retries += 1
+                    continue
+            broken, failures = False, 0
 
     async def _resubscribe(self) -> None:
         old, self._broadcast = self._broadcast, self._new_broadcast()

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from app.realtime import PUBLISH_CHUNK, Hub, SubscriberTooSlow
-from tests.conftest import REDIS_URL
+from app.realtime import PUBLISH_CHUNK, RETRY_MAX_SECONDS, Hub, SubscriberTooSlow, retry_delay
+from tests.conftest import REDIS_URL, free_port
 
 
 async def _receive_one(hub: Hub, channel: str, ready: asyncio.Barrier) -> dict:
@@ -213,3 +213,20 @@ async def test_a_failing_rendering_skips_that_group_only_and_disconnect_ends_sin
     finally:
         if not closed:
             await hub.disconnect()
+
+
+def test_the_hub_backs_off_while_redis_stays_away():
+    assert [retry_delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert retry_delay(10_000) == RETRY_MAX_SECONDS
+
+
+async def test_a_hub_without_redis_tries_again_with_backoff_not_every_heartbeat():
+    """Nothing listens on the port: the hub serves in memory and looks for Redis at 1 s,
+    then 2 s later, then every 4 s; at the heartbeat's pace it would be 9 times in 4.5 s."""
+    hub = Hub(f"redis://127.0.0.1:{free_port()}/0", prefix=f"t-{uuid.uuid4().hex[:6]}")
+    await hub.connect()
+    try:
+        await asyncio.sleep(4.5)
+        assert hub.stats()["retries"] == 2 and hub.stats()["reconnects"] == 0
+    finally:
+        await hub.disconnect()
