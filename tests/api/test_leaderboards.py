@@ -104,6 +104,27 @@ async def test_team_and_segment_scopes(client, make_tenant):
     assert ids(vip) == ["t3", "t1"]
 
 
+async def test_agents_and_customers_have_boards_of_their_own(client, make_tenant):
+    key = await make_tenant("habits")
+    upsert = "mutation($id: ID!, $kind: PlayerKind) { upsertPlayer(input: {id: $id, kind: $kind}) { errors { code } } }"
+    for pid, kind, value in [("a1", "AGENT", 10), ("c1", "CUSTOMER", 30), ("a2", "AGENT", 20)]:
+        await gql(client, upsert, {"id": pid, "kind": kind}, token=key)
+        await record(client, key, playerId=pid, eventType="x", value=value)
+    query = "query($kind: PlayerKind) { leaderboard(period: ALL_TIME, kind: $kind) { totalPlayers entries { player { id } } } }"
+    for kind, expected in (("AGENT", ["a2", "a1"]), ("CUSTOMER", ["c1"])):
+        got = (await gql(client, query, {"kind": kind}, token=key)).data["leaderboard"]
+        assert [e["player"]["id"] for e in got["entries"]] == expected
+        assert got["totalPlayers"] == len(expected)
+
+
+async def test_around_a_player_without_points_gives_an_empty_me(client, make_tenant):
+    key = await make_tenant("habits")
+    await record(client, key, playerId="scorer", eventType="x", value=10)
+    await gql(client, UPSERT, {"id": "idle"}, token=key)
+    page = await board(client, key, around="idle")
+    assert page["me"] is None and ids(page) == ["scorer"]
+
+
 async def test_spending_does_not_lower_a_rank(client, make_tenant):
     key = await make_tenant("habits")
     await record(client, key, playerId="s", eventType="x", value=20)
@@ -120,6 +141,7 @@ async def test_bad_arguments_are_clear_errors(client, make_tenant):
     key = await make_tenant("habits")
     for variables, message in [
         ({"first": 101}, "first must be between 0 and 100"),
+        ({"first": -1}, "first must be between 0 and 100"),
         ({"offset": -1}, "offset must not be negative"),
         ({"teamId": "ghosts"}, "no team 'ghosts'"),
     ]:
