@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 import pytest
@@ -246,3 +247,26 @@ async def test_rank_followers_of_one_board_share_each_look(live_server_factory, 
     for ws in followers:
         await ws.close()
     await _until_zero(server, "rank_watches")  # the last one leaving stops the watch
+
+
+async def test_a_burst_of_changes_is_coalesced_into_a_few_pushes(live_server_factory, key):
+    """However many events move the board, a subscriber gets at most about four pushes
+    a second, and the last one shows the board as it ends."""
+    server = live_server_factory()
+    await post(server, key, RECORD, {"input": {"playerId": "z0", "eventType": "x", "value": 1}})
+    ws = await GraphQLWebSocket.connect(server.ws_url, {"Authorization": f"Bearer {key}"})
+    await ws.subscribe(BOARD)
+    await ws.receive()  # the board now
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for n in range(1, 41):  # forty changes of the top 3, back to back
+        event = {"playerId": f"z{n}", "eventType": "x", "value": n + 1}
+        await post(server, key, RECORD, {"input": event})
+    elapsed = loop.time() - started
+    pushes = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            pushes.append(await ws.receive(within=1.5))
+    assert pushes and entries(pushes[-1]) == [("z40", 41.0), ("z39", 40.0), ("z38", 39.0)]
+    assert len(pushes) <= 4 * (elapsed + 1.5) + 2, (len(pushes), elapsed)
+    await ws.close()
