@@ -131,7 +131,9 @@ class Hub:
         )
         self._broadcast = self._new_broadcast()
         self._channels: dict[str, _Channel] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Per channel: its lock and how many hold or wait for it (gone at 0, so the
+        # locks of per-player channels do not pile up).
+        self._locks: dict[str, list[Any]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self.published = 0
         self.lost = 0  # messages that could not be published (Redis down)
@@ -350,13 +352,27 @@ class Hub:
                 await aio.stop(entry.reader, 2)
 
     @contextlib.asynccontextmanager
+    async def _channel_lock(self, channel: str) -> AsyncIterator[None]:
+        """One channel's joins and leaves, one at a time."""
+        held = self._locks.get(channel)
+        if held is None:
+            held = self._locks[channel] = [asyncio.Lock(), 0]
+        held[1] += 1
+        try:
+            async with held[0]:
+                yield
+        finally:
+            held[1] -= 1
+            if not held[1]:
+                del self._locks[channel]
+
+    @contextlib.asynccontextmanager
     async def subscribe_direct(
         self, channel: str, key: Hashable, render: Render, sink: Sink
     ) -> AsyncIterator[None]:
         """Registered on return: from then on every message of `channel` is rendered
         once per `key` (by the first member's `render`) and offered to `sink`."""
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
+        async with self._channel_lock(channel):
             entry = await self._join(channel)
             group = entry.groups.get(key)
             if group is None:
@@ -365,7 +381,7 @@ class Hub:
         try:
             yield
         finally:
-            async with lock:
+            async with self._channel_lock(channel):
                 group.sinks.pop(sink, None)
                 if not group.sinks and entry.groups.get(key) is group:
                     del entry.groups[key]
@@ -380,14 +396,13 @@ class Hub:
         again" notices, which never overflow)."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1 if signal else self.queue_size)
         members = "signals" if signal else "queues"
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
+        async with self._channel_lock(channel):
             entry = await self._join(channel)
             getattr(entry, members).add(queue)
         try:
             yield _drain(queue)
         finally:
-            async with lock:
+            async with self._channel_lock(channel):
                 getattr(entry, members).discard(queue)
                 await self._leave(channel, entry)
 

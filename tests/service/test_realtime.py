@@ -230,3 +230,28 @@ async def test_a_hub_without_redis_tries_again_with_backoff_not_every_heartbeat(
         assert hub.stats()["retries"] == 2 and hub.stats()["reconnects"] == 0
     finally:
         await hub.disconnect()
+
+
+async def test_a_channel_nobody_subscribes_to_any_more_leaves_nothing_behind():
+    """Per-player channels come and go: their locks and entries go with them."""
+    hub = Hub("", prefix=f"t-{uuid.uuid4().hex[:6]}")
+    await hub.connect()
+    try:
+        for round_ in range(3):
+            channels = [f"player-{round_}-{n}" for n in range(50)]
+            for group in (channels, channels[:10]):  # some channels twice at once
+                received = await asyncio.gather(*(_fan_out_on(hub, c) for c in group))
+                assert received == [{"n": 1}] * len(group)
+            assert hub._locks == {} and hub.total_subscribers() == 0
+    finally:
+        await hub.disconnect()
+
+
+async def _fan_out_on(hub: Hub, channel: str) -> dict:
+    ready = asyncio.Barrier(3)
+    tasks = [asyncio.create_task(_receive_one(hub, channel, ready)) for _ in range(2)]
+    await asyncio.wait_for(ready.wait(), 10)
+    await hub.publish(channel, {"n": 1})
+    first, second = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert first == second
+    return first
