@@ -99,6 +99,12 @@ class CheckedEvent:
     payload_hash: str
     key: str | None
     duplicate_of: int | None = None  # an earlier item of the batch with the same key
+    # The hash as it was taken before values were written canonically (2.0 and 2 hashed
+    # apart): a retry of an event stored then still matches. None where both agree.
+    legacy_hash: str | None = None
+
+    def same_payload(self, stored_hash: str | None) -> bool:
+        return stored_hash is not None and stored_hash in (self.payload_hash, self.legacy_hash)
 
 
 # ------------------------------------------------------------------ checking input
@@ -194,17 +200,13 @@ def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) 
         # Stored in UTC: SQLite compares times as text, so every stored time has the
         # same offset (migration 0015 brought the earlier ones to it).
         occurred = occurred.astimezone(UTC)
-    payload = "|".join(
-        [
-            item.player_id,
-            item.event_type,
-            item.category or "",
-            str(value),
-            occurred.isoformat() if occurred else "",  # in UTC, whatever offset it came in
-            source,
-            encoded,
-        ]
-    )
+    # The value is hashed in one form whatever way it was written: 2, 2.0 and "2.00"
+    # from a raw record are the same event.
+    canonical = _canonical(value)
+    head = "|".join([item.player_id, item.event_type, item.category or ""])
+    # occurredAt in UTC, whatever offset it came in
+    tail = "|".join([occurred.isoformat() if occurred else "", source, encoded])
+    legacy = str(value)
     return CheckedEvent(
         index=index,
         input=item,
@@ -213,9 +215,20 @@ def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) 
         metadata=metadata,
         metadata_json=encoded,
         source=source,
-        payload_hash=hashlib.sha256(payload.encode()).hexdigest(),
+        payload_hash=_hash(head, canonical, tail),
         key=item.idempotency_key,
+        legacy_hash=None if legacy == canonical else _hash(head, legacy, tail),
     )
+
+
+def _canonical(value: Decimal) -> str:
+    """A value's one written form: no trailing zeros, no exponent (2.50 -> 2.5, 2.0 -> 2)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _hash(head: str, value: str, tail: str) -> str:
+    return hashlib.sha256(f"{head}|{value}|{tail}".encode()).hexdigest()
 
 
 # ------------------------------------------------------------------ replaying duplicates
@@ -287,11 +300,11 @@ async def sort_duplicates(
         if item.key in stored:
             event = stored[item.key]
             results[item.index] = (
-                _replay(event, rules) if event.payload_hash == item.payload_hash else _conflict()
+                _replay(event, rules) if item.same_payload(event.payload_hash) else _conflict()
             )
         elif item.key and item.key in first_with_key:
             first = first_with_key[item.key]
-            if first.payload_hash == item.payload_hash:
+            if first.payload_hash == item.payload_hash:  # both hashed canonically
                 item.duplicate_of = first.index
                 fresh.append(item)
             else:

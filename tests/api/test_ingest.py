@@ -53,6 +53,67 @@ async def test_idempotency_same_key_other_payload_is_a_conflict(client, make_ten
     assert await Event.all().count() == 1
 
 
+async def test_a_retry_that_writes_the_value_another_way_is_a_duplicate(client, make_tenant):
+    """A raw record re-sent through a mapping may spell its value "2.00", 2 or 2.0: one
+    event, not a CONFLICT. Another value under the same key still is one."""
+    from tests.api.test_sources import CREATE, normalize
+
+    key = await make_tenant("habits")
+    created = await gql(
+        client,
+        CREATE,
+        {
+            "input": {
+                "sourceType": "billing",
+                "name": "invoices",
+                "eventMapping": {
+                    "event_type": {"const": "paid_invoice"},
+                    "category": {"const": "finance"},
+                    "value": "amount",
+                    "idempotency_key": "invoice_id",
+                },
+            }
+        },
+        token=key,
+    )
+    source = created.data["createDataSource"]["dataSource"]["id"]
+    record_ = {"player_id": "h", "invoice_id": "inv-9", "timestamp": "2026-01-22T10:00:00Z"}
+    outcomes = [
+        await normalize(client, key, sourceId=source, event={**record_, "amount": amount})
+        for amount in ("2.00", 2, 2.0)
+    ]
+    assert [o["errors"] for o in outcomes] == [[], [], []]
+    assert [o["outcome"]["duplicate"] for o in outcomes] == [False, True, True]
+    assert {o["outcome"]["pointsAwarded"] for o in outcomes} == {4.0}
+    other = await normalize(client, key, sourceId=source, event={**record_, "amount": "2.01"})
+    assert other["errors"][0]["code"] == "CONFLICT"
+    assert await Event.all().count() == 1 and await PointTransaction.all().count() == 1
+
+
+async def test_a_key_repeated_in_a_batch_with_another_payload_is_that_items_conflict(
+    client, make_tenant
+):
+    key = await make_tenant("callcenter")
+    events = [
+        {"playerId": "c1", "eventType": "call_completed", "idempotencyKey": "k1"},
+        {"playerId": "c1", "eventType": "lead_converted", "idempotencyKey": "k1"},
+        {"playerId": "c2", "eventType": "call_completed", "idempotencyKey": "k1", "value": 1.0},
+        {"playerId": "c2", "eventType": "call_completed", "idempotencyKey": "k2"},
+    ]
+    result = await gql(client, BATCH, {"input": events}, token=key)
+    payload = result.data["recordEvents"]
+    assert [(e["field"], e["code"]) for e in payload["errors"]] == [
+        (["1", "idempotencyKey"], "CONFLICT"),
+        (["2", "idempotencyKey"], "CONFLICT"),
+    ]
+    assert [(o["pointsAwarded"], o["duplicate"]) for o in payload["outcomes"]] == [
+        (10.0, False),
+        (10.0, False),
+    ]
+    assert await Event.all().count() == 2
+    assert await PointTransaction.all().count() == 2
+
+
 async def test_a_batch_reports_bad_items_by_index_and_records_the_others(client, make_tenant):
     key = await make_tenant("callcenter")
     events = [
