@@ -115,6 +115,8 @@ def serve(
         port=port,
         workers=workers,
         ws="auto",
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_timeout_seconds,
         log_level="info",
         timeout_graceful_shutdown=5,
     )

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # 1,000 takes well under a second; applied one event at a time (a batch the database
     # refused) a few seconds.
     worker_db_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # `questline serve`: every WebSocket is pinged at the protocol level this often, and
+    # closed (1011) when the pong does not come within the timeout: a subscriber whose
+    # network went away is let go, and proxies see traffic on quiet connections.
+    ws_ping_interval_seconds: float = Field(20.0, gt=0, le=3600)
+    ws_ping_timeout_seconds: float = Field(20.0, gt=0, le=3600)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -255,7 +255,8 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn process serving the app on a free port."""
 
-    def __init__(self, settings: Settings, **env: str) -> None:
+    def __init__(self, settings: Settings, serve: bool = False, **env: str) -> None:
+        """`serve`: run `questline serve` (the production entry point) instead of uvicorn."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
@@ -266,21 +267,16 @@ class LiveServer:
             "REDIS_PREFIX": settings.redis_prefix,
             **env,
         }
+        uvicorn = [sys.executable, "-m", "uvicorn", "app.asgi:create_app", "--factory"]
+        questline = [str(Path(sys.executable).with_name("questline")), "serve", "--no-migrate"]
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.asgi:create_app",
-                "--factory",
+                *(questline if serve else uvicorn),
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--ws",
-                "auto",
-                "--log-level",
-                "warning",
+                *([] if serve else ["--ws", "auto", "--log-level", "warning"]),
             ],
             cwd=ROOT,
             env=environment,
@@ -316,8 +312,8 @@ class LiveServer:
 def live_server_factory(settings: Settings) -> Iterator[Any]:
     servers: list[LiveServer] = []
 
-    def start(**env: str) -> LiveServer:
-        server = LiveServer(settings, **env)
+    def start(serve: bool = False, **env: str) -> LiveServer:
+        server = LiveServer(settings, serve, **env)
         servers.append(server)
         return server
 

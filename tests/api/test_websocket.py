@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import os
+import struct
 from datetime import timedelta
 
 import httpx
@@ -171,3 +176,77 @@ async def test_a_query_that_does_not_parse_gets_an_error_message(server):
     await ws.subscribe(SUB, {"id": "still-open"})  # the socket serves on
     assert (await ws.receive())["payload"]["data"]["playerChanged"]["id"] == "still-open"
     await ws.close()
+
+
+# ------------------------------------------------------------------ heartbeats
+
+
+def _frame(text: str) -> bytes:
+    """A client's masked text frame (RFC 6455 5.2), up to 64 KiB."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    size = (
+        bytes([0x80 | len(payload)])
+        if len(payload) < 126
+        else b"\xfe" + struct.pack("!H", len(payload))
+    )
+    return b"\x81" + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of the server's unmasked frames in `data`."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        opcode, length, at = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, at = struct.unpack("!H", data[at : at + 2])[0], at + 2
+        frames.append((opcode, data[at : at + length]))
+        at += length
+    return frames
+
+
+async def test_quiet_websockets_are_pinged_and_one_that_never_answers_is_closed(
+    live_server_factory, default_tenant
+):
+    """`questline serve` pings every WebSocket at the protocol level: a client that
+    answers (as browsers and the websockets library do) stays subscribed through quiet
+    stretches; one that never answers is closed with 1011 after the timeout."""
+    server = live_server_factory(
+        serve=True,
+        QUESTLINE_ENV="production",
+        QUESTLINE_SECRET="a-real-production-secret-123",
+        WS_PING_INTERVAL_SECONDS="0.3",
+        WS_PING_TIMEOUT_SECONDS="0.6",
+    )
+    _, key = await access.create_api_key("default", "admin")
+    post(server, UPSERT, {"id": "hb", "name": "First"}, key)
+    auth = {"Authorization": f"Bearer {key}"}
+
+    # Our own pings off: only the server's keep this connection checked.
+    answering = await GraphQLWebSocket.connect(server.ws_url, auth, ping_interval=None)
+    op = await answering.subscribe(SUB, {"id": "hb"})
+    assert (await answering.receive())["id"] == op
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " + PROTOCOL.encode() + b"\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101")
+    writer.write(_frame(json.dumps({"type": "connection_init", "payload": auth})))
+    # Read everything until the server hangs up, never answering a ping.
+    received = await asyncio.wait_for(reader.read(-1), 10)
+    writer.close()
+    frames = _frames(received)
+    opcodes = [opcode for opcode, _ in frames]
+    assert json.loads(frames[0][1])["type"] == "connection_ack"
+    assert 0x9 in opcodes, opcodes  # the server's ping
+    assert opcodes[-1] == 0x8 and struct.unpack("!H", frames[-1][1][:2])[0] == 1011
+
+    # The answering client outlived several ping intervals and still hears updates.
+    post(server, UPSERT, {"id": "hb", "name": "Second"}, key)
+    update = await answering.receive()
+    assert update["payload"]["data"]["playerChanged"]["displayName"] == "Second"
+    await answering.close()
