@@ -177,6 +177,11 @@ async def record_events(
                 )
             else:
                 results[item.index] = first
+    if dry_run:  # nothing written: no event to show (its id would name none), as for a new player
+        results = [
+            replace(r, event=None) if isinstance(r, Outcome) and not r.duplicate else r
+            for r in results
+        ]
     return [r if r is not None else UserError(ErrorCode.INVALID, "not processed") for r in results]
 
 
