@@ -135,7 +135,7 @@ async def test_seed_001_cdrs_in_a_csv_earn_the_telco_presets_points(rt, default_
     types = sorted(
         await Event.filter(tenant_id=default_tenant.id).values_list("event_type", flat=True)
     )
-    assert types == ["CALL", "CALL", "CALL", "CALL", "DATA_USAGE", "SMS"]
+    assert types == ["CALL", "CALL", "CALL", "CALL", "DATA_SESSION", "SMS"]
     assert beside(path, ".rejected.jsonl") == []
 
 
