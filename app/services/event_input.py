@@ -222,8 +222,9 @@ def check_event(index: int, item: EventInput, rules: PointRules, now: datetime) 
 
 
 def _canonical(value: Decimal) -> str:
-    """A value's one written form: no trailing zeros, no exponent (2.50 -> 2.5, 2.0 -> 2)."""
-    text = format(value, "f")
+    """A value's one written form: no trailing zeros, no exponent, no sign (values are
+    never negative; -0.0 is 0): 2.50 -> 2.5, 2.0 -> 2."""
+    text = format(value.copy_abs(), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 

@@ -30,6 +30,7 @@ def checked(value):
         (None, 1),
         (Decimal("0.000"), 0),
         (Decimal("1E-6"), Decimal("0.0000010")),
+        (-0.0, 0),
     ],
 )
 def test_one_value_written_two_ways_hashes_the_same(one, other):
