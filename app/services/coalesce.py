@@ -1,73 +1,114 @@
-"""Concurrent single events for one tenant are applied together.
+"""Concurrent writes of events for one tenant are applied together.
 
-Each `record_event` call waits on a future; one drain task per tenant takes every
-event queued so far and applies them as one batch (one transaction, bulk writes).
-A lone caller is served at once; under load, throughput becomes that of batches.
-Results are exactly those of applying the events one after another in arrival order.
+Every `record_events` call (a batch, or the one event of `record_event`) checks its
+items, then waits on a future here; a drain task per tenant takes the calls queued so
+far, whole, and applies them as one batch: one transaction, bulk writes, one settlement
+of board points. A lone caller is served at once; under load, calls that would each
+have waited for the wallet locks of the one ahead (batches share players) share its
+transaction instead, and a player's wallet, days and period scores are written once
+for all of them. Results are exactly those of applying the calls one after another
+in arrival order, each call's events in its own order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from app.errors import UserError
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
-    from app.services.event_input import EventInput, Outcome
+    from app.services.event_input import CheckedEvent, Outcome
+    from app.services.ingest import _Applied
     from models import Tenant
 
-MAX_COALESCED = 500
-# Two batches in flight: while one waits on the database the next is computed. Wallet
-# locks (taken in player order) keep each player's events one after another.
-MAX_IN_FLIGHT = 2
+# Events in one drain's transaction: calls are taken whole while they fit (a first call
+# always does; one call is at most ingest.MAX_BATCH).
+MAX_COALESCED = 2000
+# One transaction of a tenant's at a time per process: the calls that arrive meanwhile
+# join the next one, whose transaction begins as soon as this one commits (it publishes
+# in a task of its own). Two in flight made batches that share players wait for each
+# other's wallet locks and merged fewer of them: on the ingest bench (4 clients x 500
+# events, PostgreSQL) 6,700-6,900 events/s against 7,250-7,750 with one.
+MAX_IN_FLIGHT = 1
+
+_Result = list["Outcome | UserError"]
+
+
+@dataclass(slots=True)
+class _Call:
+    checked: list[CheckedEvent | UserError]
+    future: asyncio.Future[_Result]
 
 
 @dataclass
 class _Queue:
     tenant: Tenant
-    items: list[tuple[EventInput, asyncio.Future[Outcome | UserError]]] = field(
-        default_factory=list
-    )
+    calls: list[_Call] = field(default_factory=list)
     drains: int = 0
 
 
-def _settle(future: asyncio.Future[Outcome | UserError], exc: Exception) -> None:
+def _settle(future: asyncio.Future[_Result], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
 
 
-async def _alone(
-    rt: Runtime, tenant: Tenant, item: EventInput, future: asyncio.Future[Outcome | UserError]
-) -> None:
-    from app.services.ingest import record_events
+def _retrieved(future: asyncio.Future[_Result]) -> None:
+    if not future.cancelled():
+        future.exception()
 
-    try:
-        (result,) = await record_events(rt, tenant, [item])
-    except Exception as exc:
-        _settle(future, exc)
-    else:
-        if not future.done():
-            future.set_result(result)
+
+def _take(calls: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+    """The calls of the next drain (whole, in order, within MAX_COALESCED events) and
+    those left for the one after."""
+    size = len(calls[0].checked)
+    taken = 1
+    while taken < len(calls) and size + len(calls[taken].checked) <= MAX_COALESCED:
+        size += len(calls[taken].checked)
+        taken += 1
+    return calls[:taken], calls[taken:]
+
+
+def _merged(calls: list[_Call]) -> list[CheckedEvent | UserError]:
+    """The calls' items as one batch: each item's index is its position in it."""
+    merged: list[CheckedEvent | UserError] = []
+    for call in calls:
+        offset = len(merged)
+        merged.extend(
+            c if isinstance(c, UserError) or not offset else replace(c, index=offset + c.index)
+            for c in call.checked
+        )
+    return merged
 
 
 class Coalescer:
     def __init__(self) -> None:
-        self._queues: dict[int, _Queue] = {}
+        self._queues: dict[tuple[int, int], _Queue] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
-    async def submit(self, rt: Runtime, tenant: Tenant, item: EventInput) -> Outcome | UserError:
-        future: asyncio.Future[Outcome | UserError] = asyncio.get_running_loop().create_future()
-        queue = self._queues.setdefault(tenant.id, _Queue(tenant))
-        queue.items.append((item, future))
+    async def submit(
+        self, rt: Runtime, tenant: Tenant, checked: list[CheckedEvent | UserError]
+    ) -> _Result:
+        """One result per checked item, in order (ingest.apply_checked's)."""
+        future: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
+        # Calls are merged only under one version of the tenant's rules (they were
+        # checked against it).
+        key = (tenant.id, tenant.config_version)
+        queue = self._queues.setdefault(key, _Queue(tenant))
+        queue.calls.append(_Call(checked, future))
         if queue.drains < MAX_IN_FLIGHT:
             queue.drains += 1
-            self._tasks.add(task := asyncio.create_task(self._drain(rt, queue)))
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._drain(rt, key, queue))
         # The drain finishes the work even if this caller goes away.
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_retrieved)  # its outcome is nobody's now
+            raise
 
     async def wait_idle(self) -> None:
         """Returns once every queued event is applied (shutdown: the callers get their
@@ -75,28 +116,58 @@ class Coalescer:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _drain(self, rt: Runtime, queue: _Queue) -> None:
-        from app.services.ingest import record_events
+    async def _drain(self, rt: Runtime, key: tuple[int, int], queue: _Queue) -> None:
+        from app.services.ingest import commit_checked
 
         try:
-            while queue.items:
-                batch, queue.items = queue.items[:MAX_COALESCED], queue.items[MAX_COALESCED:]
+            while queue.calls:
+                calls, queue.calls = _take(queue.calls)
                 try:
-                    results = await record_events(rt, queue.tenant, [i for i, _ in batch])
+                    applied = await commit_checked(queue.tenant, _merged(calls), datetime.now(UTC))
                 except Exception as exc:
-                    # Nothing of the batch was written (record_events raises only before
-                    # its commit). One caller's event may be what failed: each is applied
-                    # alone, so the others' events are not refused for it.
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc)
+                    # Nothing was written (commit_checked raises only before its commit).
+                    # One call's events may be what failed: each call is applied alone,
+                    # so the others' events are not refused for it.
+                    if len(calls) == 1:
+                        _settle(calls[0].future, exc)
                     else:
-                        for item, future in batch:
-                            await _alone(rt, queue.tenant, item, future)
+                        for call in calls:
+                            await self._alone(rt, queue.tenant, call)
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                # Committed: the next calls' transaction starts while this one publishes.
+                self._spawn(self._finish(rt, queue.tenant, applied, calls))
         finally:
             queue.drains -= 1
-            if not queue.drains and not queue.items:
-                self._queues.pop(queue.tenant.id, None)
+            if not queue.drains and not queue.calls:
+                self._queues.pop(key, None)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.add(task := asyncio.create_task(work))
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _finish(rt: Runtime, tenant: Tenant, applied: _Applied, calls: list[_Call]) -> None:
+        try:
+            results = await applied.finish(rt, tenant)
+        except BaseException as exc:  # finish logs its own publishing failures
+            for call in calls:
+                _settle(call.future, exc)
+            raise
+        start = 0
+        for call in calls:
+            end = start + len(call.checked)
+            if not call.future.done():
+                call.future.set_result(results[start:end])
+            start = end
+
+    @staticmethod
+    async def _alone(rt: Runtime, tenant: Tenant, call: _Call) -> None:
+        from app.services.ingest import apply_checked
+
+        try:
+            results = await apply_checked(rt, tenant, call.checked, datetime.now(UTC))
+        except Exception as exc:
+            _settle(call.future, exc)
+        else:
+            if not call.future.done():
+                call.future.set_result(results)

@@ -142,11 +142,33 @@ async def record_events(
     *,
     dry_run: bool = False,
     now: datetime | None = None,
+    alone: bool = False,
 ) -> list[Outcome | UserError]:
-    """One result per input, in order: an Outcome, or the UserError that refused it."""
+    """One result per input, in order: an Outcome, or the UserError that refused it.
+
+    The items are checked here, by the caller. Then, unless this is a preview, a replay
+    at a given `now` or `alone`, the batch joins whatever other batches and single
+    events of the tenant are waiting, and they are applied together in one transaction
+    (app.services.coalesce): each caller gets its own results, exactly those of applying
+    the batches one after another in arrival order; a caller that goes away meanwhile
+    does not stop it. `alone`: in a transaction of its own, in the caller's task, so
+    that cancelling the caller rolls it back (the stream worker gives up on a stalled
+    database that way, and sends the batch again later)."""
     if len(inputs) > MAX_BATCH:
         raise UserError(ErrorCode.LIMIT_REACHED, f"at most {MAX_BATCH} events per batch", "input")
-    now = now or datetime.now(UTC)
+    checked_at = now or datetime.now(UTC)
+    checked = check_events(tenant, inputs, checked_at)
+    if all(isinstance(c, UserError) for c in checked):
+        return [c for c in checked if isinstance(c, UserError)]
+    if dry_run or now is not None or alone:
+        return await apply_checked(rt, tenant, checked, checked_at, dry_run=dry_run)
+    return await rt.coalescer.submit(rt, tenant, checked)
+
+
+def check_events(
+    tenant: Tenant, inputs: Sequence[EventInput], now: datetime
+) -> list[CheckedEvent | UserError]:
+    """Each input checked against the tenant's rules; item `index` is its position."""
     rules = rules_for(tenant)
     checked: list[CheckedEvent | UserError] = []
     for index, raw in enumerate(inputs):
@@ -154,35 +176,41 @@ async def record_events(
             checked.append(check_event(index, raw, rules, now))
         except UserError as exc:
             checked.append(exc)
+    return checked
+
+
+async def apply_checked(
+    rt: Runtime,
+    tenant: Tenant,
+    checked: list[CheckedEvent | UserError],
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> list[Outcome | UserError]:
+    """Checked items (an item's `index` is its position) applied in one transaction,
+    then published; one result per item, in order."""
+    applied = await commit_checked(tenant, checked, now, dry_run=dry_run)
+    return await applied.finish(rt, tenant)
+
+
+async def commit_checked(
+    tenant: Tenant,
+    checked: list[CheckedEvent | UserError],
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> _Applied:
+    """The transaction of `apply_checked`, committed (nothing is written for a
+    preview); its `finish` publishes and gives the results."""
+    rules = rules_for(tenant)
     try:
         done = await _apply(tenant, rules, checked, now, dry_run)
     except IntegrityError:
         # A batch in flight committed the same idempotency key first: run again, and the
         # repeat is found and replayed like any duplicate.
         done = await _apply(tenant, rules, checked, now, dry_run)
-    results, items = done.results, done.items
-    if not dry_run and done.published:
-        # Committed: the outcomes stand whatever happens to their live updates, and a
-        # caller told of a failure here would send the events again.
-        try:
-            await _publish(rt, tenant, done)
-        except Exception:
-            log.exception("publishing %d committed outcomes failed", len(done.published))
-    for item in items:
-        if item.duplicate_of is not None:
-            first = results[item.duplicate_of]
-            if isinstance(first, Outcome):
-                results[item.index] = Outcome(
-                    first.event, True, first.points, first.lines, first.wallet, first.level_up
-                )
-            else:
-                results[item.index] = first
-    if dry_run:  # nothing written: no event to show (its id would name none), as for a new player
-        results = [
-            replace(r, event=None) if isinstance(r, Outcome) and not r.duplicate else r
-            for r in results
-        ]
-    return [r if r is not None else UserError(ErrorCode.INVALID, "not processed") for r in results]
+    done.dry_run = dry_run
+    return done
 
 
 class Lock(Enum):
@@ -202,6 +230,35 @@ class _Applied:
     published: list[Outcome] = field(default_factory=list)
     by_pk: dict[int, Any] = field(default_factory=dict)
     written: Written = field(default_factory=lambda: Written([]))  # the batch's writes
+    dry_run: bool = False
+
+    async def finish(self, rt: Runtime, tenant: Tenant) -> list[Outcome | UserError]:
+        """After commit: the live updates sent, then one result per item, in order."""
+        results = self.results
+        if not self.dry_run and self.published:
+            # Committed: the outcomes stand whatever happens to their live updates, and
+            # a caller told of a failure here would send the events again.
+            try:
+                await _publish(rt, tenant, self)
+            except Exception:
+                log.exception("publishing %d committed outcomes failed", len(self.published))
+        for item in self.items:
+            if item.duplicate_of is not None:
+                first = results[item.duplicate_of]
+                if isinstance(first, Outcome):
+                    results[item.index] = Outcome(
+                        first.event, True, first.points, first.lines, first.wallet, first.level_up
+                    )
+                else:
+                    results[item.index] = first
+        if self.dry_run:  # nothing written: no event to show (its id would name none)
+            results = [
+                replace(r, event=None) if isinstance(r, Outcome) and not r.duplicate else r
+                for r in results
+            ]
+        return [
+            r if r is not None else UserError(ErrorCode.INVALID, "not processed") for r in results
+        ]
 
 
 async def _apply(
@@ -566,10 +623,7 @@ async def record_event(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> Outcome:
-    if dry_run or now is not None:
-        (result,) = await record_events(rt, tenant, [item], dry_run=dry_run, now=now)
-    else:  # concurrent callers share one transaction (app.services.coalesce)
-        result = await rt.coalescer.submit(rt, tenant, item)
+    (result,) = await record_events(rt, tenant, [item], dry_run=dry_run, now=now)
     if isinstance(result, UserError):
         raise result
     return result
@@ -580,6 +634,9 @@ __all__ = [
     "EventInput",
     "LevelUpView",
     "Outcome",
+    "apply_checked",
+    "check_events",
+    "commit_checked",
     "record_event",
     "record_events",
 ]

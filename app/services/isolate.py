@@ -51,7 +51,7 @@ async def record_batch(
     rt: Runtime, tenant: Tenant, inputs: Sequence[EventInput]
 ) -> list[Outcome | UserError]:
     try:
-        return await record_events(rt, tenant, inputs)
+        return await record_events(rt, tenant, inputs, alone=True)
     except UserError:
         raise  # the batch itself is refused (its size): not the database
     except Exception as exc:
@@ -63,7 +63,7 @@ async def record_batch(
     results: list[Outcome | UserError] = []
     for item in inputs:
         try:
-            results += await record_events(rt, tenant, [item])
+            results += await record_events(rt, tenant, [item], alone=True)
         except Exception as exc:
             if not await database_answers():
                 raise

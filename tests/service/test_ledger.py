@@ -174,6 +174,79 @@ async def test_one_callers_failure_does_not_fail_the_events_coalesced_with_it(rt
     await assert_invariant()
 
 
+async def test_concurrent_batches_share_one_transaction_each_with_its_own_results(rt, monkeypatch):
+    """Batches that arrive together are applied in one transaction, in arrival order;
+    each caller gets its own outcomes and errors at its own positions."""
+    tenant = await create_tenant("merge", preset="callcenter")
+    attempts: list[int] = []
+    apply = ingest._apply
+
+    async def counted(tenant, rules, checked, now, dry_run):
+        attempts.append(len(checked))
+        return await apply(tenant, rules, checked, now, dry_run)
+
+    monkeypatch.setattr(ingest, "_apply", counted)
+    calls = [
+        [ingest.EventInput("m", "call_completed"), ingest.EventInput("m", "nope")],
+        [ingest.EventInput("x", "nope"), ingest.EventInput("m", "lead_converted")],
+        [ingest.EventInput("m", "call_completed", idempotency_key="k")],
+        [
+            ingest.EventInput("m", "call_completed", idempotency_key="k"),  # the same payload
+            ingest.EventInput("m", "lead_converted", idempotency_key="k"),  # another one
+        ],
+    ]
+    first, second, third, fourth = await asyncio.gather(
+        *(ingest.record_events(rt, tenant, call) for call in calls)
+    )
+    assert attempts == [7]  # one transaction for the four calls
+    assert isinstance(first[1], UserError) and isinstance(second[0], UserError)
+    # One after another in arrival order: 10, then 50, then 10.
+    assert [first[0].wallet.balance, second[1].wallet.balance, third[0].wallet.balance] == [
+        Decimal(10),
+        Decimal(60),
+        Decimal(70),
+    ]
+    assert fourth[0].duplicate and fourth[0].event.id == third[0].event.id
+    assert isinstance(fourth[1], UserError) and fourth[1].code.value == "CONFLICT"
+    assert await PointTransaction.filter(player__external_id="m").count() == 3
+    await assert_invariant()
+
+
+async def test_a_call_that_breaks_the_shared_transaction_fails_alone(rt, monkeypatch):
+    """Something unforeseen fails the transaction of merged calls: each call is applied
+    again alone, and only the one that breaks it fails; nothing of it is written."""
+    tenant = await create_tenant("merge-fail", preset="callcenter")
+    apply = ingest._apply
+
+    attempts: list[int] = []
+
+    async def breaks(tenant, rules, checked, now, dry_run):
+        attempts.append(len(checked))
+        if any(c.input.player_id == "boom" for c in checked if not isinstance(c, UserError)):
+            raise RuntimeError("unforeseen")
+        return await apply(tenant, rules, checked, now, dry_run)
+
+    monkeypatch.setattr(ingest, "_apply", breaks)
+    calls = [
+        [ingest.EventInput(f"ok{n}", "call_completed"), ingest.EventInput("same", "call_completed")]
+        for n in range(5)
+    ]
+    calls.insert(
+        2,
+        [ingest.EventInput("same", "call_completed"), ingest.EventInput("boom", "call_completed")],
+    )
+    results = await asyncio.gather(
+        *(ingest.record_events(rt, tenant, call) for call in calls), return_exceptions=True
+    )
+    assert attempts == [12, 2, 2, 2, 2, 2, 2]  # all six together, then each alone
+    assert isinstance(results[2], RuntimeError)
+    good = [r for n, r in enumerate(results) if n != 2]
+    assert all(o.points == 10 for r in good for o in r)
+    assert sorted(r[1].wallet.balance for r in good) == [Decimal(10 * n) for n in range(1, 6)]
+    assert not await Player.filter(tenant_id=tenant.id, external_id="boom").exists()
+    await assert_invariant()
+
+
 @pytest.mark.postgres
 async def test_batches_racing_with_one_idempotency_key_apply_it_once(rt):
     tenant = await create_tenant("race", preset="habits")
