@@ -212,6 +212,42 @@ async def test_concurrent_batches_share_one_transaction_each_with_its_own_result
     await assert_invariant()
 
 
+async def test_calls_for_other_players_do_not_wait_for_the_transaction_in_flight(rt, monkeypatch):
+    """While a transaction holds a player, a call for other players gets a transaction
+    of its own at once; a call for the held player waits for it and comes after."""
+    tenant = await create_tenant("lanes", preset="callcenter")
+    entered, gate = asyncio.Event(), asyncio.Event()
+    seen: list[list[str]] = []
+    apply = ingest._apply
+
+    async def gated(tenant, rules, checked, now, *rest):
+        players = sorted({c.input.player_id for c in checked if not isinstance(c, UserError)})
+        seen.append(players)
+        if players == ["a"] and not gate.is_set():
+            entered.set()
+            await gate.wait()
+        return await apply(tenant, rules, checked, now, *rest)
+
+    monkeypatch.setattr(ingest, "_apply", gated)
+    first = asyncio.create_task(
+        ingest.record_events(rt, tenant, [ingest.EventInput("a", "call_completed")])
+    )
+    await entered.wait()  # the transaction for "a" is in flight
+    later = asyncio.create_task(
+        ingest.record_events(rt, tenant, [ingest.EventInput("a", "lead_converted")])
+    )
+    await asyncio.sleep(0)
+    (other,) = await asyncio.wait_for(
+        ingest.record_events(rt, tenant, [ingest.EventInput("b", "call_completed")]), 10
+    )
+    assert other.points == 10 and not first.done() and not later.done()
+    gate.set()
+    ((a1,), (a2,)) = await first, await later
+    assert [a1.wallet.balance, a2.wallet.balance] == [Decimal(10), Decimal(60)]
+    assert seen == [["a"], ["b"], ["a"]]
+    await assert_invariant()
+
+
 async def test_a_call_that_breaks_the_shared_transaction_fails_alone(rt, monkeypatch):
     """Something unforeseen fails the transaction of merged calls: each call is applied
     again alone, and only the one that breaks it fails; nothing of it is written."""
