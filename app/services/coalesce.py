@@ -37,9 +37,11 @@ MAX_COALESCED = 2000
 # other is computed (single events from many callers, whose players rarely meet). Calls
 # that share players with the transaction in flight wait for it to commit and then
 # share the next one (batches over the same players), instead of waiting for its wallet
-# locks. On the leaderboard bench's tenants (one worker, PostgreSQL + Redis) single
-# events at 50 clients went from 1,984-2,158 events/s with one transaction at a time to
-# 2,317-2,497 with two; batches from 6,700-6,900 events/s with any two to 7,250-7,750.
+# locks. Measured by hand on the leaderboard bench's tenants (one worker, PostgreSQL +
+# Redis, no boards): single events at 50 clients 1,984-2,158 events/s with one
+# transaction at a time, 2,278-2,288 with this rule; batches of 500 from 4 clients
+# 6,700-6,900 events/s with any two at once (each waiting for the other's locks),
+# 8,667-9,667 with this rule (bench/RESULTS.md, 2026-12-05 from 19:05).
 MAX_IN_FLIGHT = 2
 
 _Result = list["Outcome | UserError"]
