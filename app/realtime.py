@@ -106,6 +106,16 @@ class _Channel:
         )
 
 
+# How long a heartbeat's ping in flight may take to end by itself at disconnect.
+REDIS_PING_GRACE = 3.0
+
+
+async def _ended(task: asyncio.Task[None]) -> None:
+    """`task` ended by itself (its ping answered or timed out), else cancelled."""
+    await asyncio.wait({task}, timeout=REDIS_PING_GRACE)
+    await aio.stop(task, 1)
+
+
 def retry_delay(failures: int) -> float:
     """Seconds before the hub's next look at Redis after `failures` failed attempts in a
     row: the heartbeat while all is well, doubling per failure up to RETRY_MAX_SECONDS
@@ -135,6 +145,7 @@ class Hub:
         # locks of per-player channels do not pile up).
         self._locks: dict[str, list[Any]] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()  # disconnect: the heartbeat ends between pings
         self.published = 0
         self.lost = 0  # messages that could not be published (Redis down)
         self.reconnects = 0
@@ -179,7 +190,10 @@ class Hub:
         assert self._publisher is not None
         failures = int(broken)
         while True:
-            await asyncio.sleep(retry_delay(failures))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), retry_delay(failures))
+            if self._closing.is_set():
+                return
             backend = self._broadcast._backend
             try:
                 await self._publisher.ping()
@@ -226,8 +240,12 @@ class Hub:
         """Closes every subscription and both Redis connections; each step bounded
         and, when slow, named in the log (app.shutdown)."""
         if self._watchdog is not None:
+            # Told to end, not cancelled mid-ping: a redis-py ping cancelled while
+            # its connection is being closed could ignore the cancellation for ever,
+            # and a command's exit (asyncio.run waits for every task) with it.
+            self._closing.set()
             watchdog = self._watchdog
-            await shutdown.step("the hub's heartbeat", lambda: aio.stop(watchdog), 2)()
+            await shutdown.step("the hub's heartbeat", lambda: _ended(watchdog), 4)()
         for channel in list(self._channels.values()):
             if channel.reader:
                 channel.reader.cancel()
